@@ -1,0 +1,89 @@
+// swift-tools-version:6.1
+// Keel: a distributed replicated log that speaks the Kafka protocol.
+// The module map (and which module may import which) is in ../shared/DESIGN.md;
+// `swift build --explicit-target-dependency-import-check error` enforces it.
+import PackageDescription
+
+let package = Package(
+    name: "Keel",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "keel", targets: ["keel"]),
+        .library(name: "Records", targets: ["Records"]),
+        .library(name: "LogStorage", targets: ["LogStorage"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+    ],
+    targets: [
+        // Layer 0: C libraries.
+        .systemLibrary(
+            name: "CLZ4",
+            pkgConfig: "liblz4",
+            providers: [.apt(["liblz4-dev"])]
+        ),
+        .target(name: "CCRC32C"),
+
+        // Layer 1: the record batch v2 format.
+        .target(
+            name: "Records",
+            dependencies: [
+                "CLZ4",
+                "CCRC32C",
+                .product(name: "NIOCore", package: "swift-nio"),
+            ]
+        ),
+
+        // Layer 2: segmented partition logs.
+        .target(
+            name: "LogStorage",
+            dependencies: [
+                "Records",
+                .product(name: "NIOCore", package: "swift-nio"),
+            ]
+        ),
+
+        // The `keel` command.
+        .executableTarget(
+            name: "keel",
+            dependencies: [
+                "Records",
+                "LogStorage",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+
+        // A child process for the storage crash test: appends under the fsync policy
+        // and reports every durable offset on stdout until it is killed.
+        .executableTarget(
+            name: "keel-crash-writer",
+            dependencies: [
+                "Records",
+                "LogStorage",
+                .product(name: "NIOCore", package: "swift-nio"),
+            ]
+        ),
+
+        .testTarget(
+            name: "RecordsTests",
+            dependencies: [
+                "Records",
+                "CCRC32C",
+                .product(name: "NIOCore", package: "swift-nio"),
+            ],
+            resources: [.copy("Fixtures")]
+        ),
+        .testTarget(
+            name: "LogStorageTests",
+            dependencies: [
+                "Records",
+                "LogStorage",
+                "keel-crash-writer",
+                .product(name: "NIOCore", package: "swift-nio"),
+            ]
+        ),
+    ],
+    swiftLanguageModes: [.v6]
+)
