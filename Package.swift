@@ -44,6 +44,15 @@ let package = Package(
             ]
         ),
 
+        // Layer 2: the Kafka wire codec.
+        .target(
+            name: "KafkaProtocol",
+            dependencies: [
+                "Records",
+                .product(name: "NIOCore", package: "swift-nio"),
+            ]
+        ),
+
         // The `keel` command.
         .executableTarget(
             name: "keel",
@@ -71,6 +80,15 @@ let package = Package(
             dependencies: [
                 "Records",
                 "CCRC32C",
+                .product(name: "NIOCore", package: "swift-nio"),
+            ],
+            resources: [.copy("Fixtures")]
+        ),
+        .testTarget(
+            name: "KafkaProtocolTests",
+            dependencies: [
+                "KafkaProtocol",
+                "Records",
                 .product(name: "NIOCore", package: "swift-nio"),
             ],
             resources: [.copy("Fixtures")]

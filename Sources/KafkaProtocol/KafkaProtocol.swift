@@ -1,0 +1,3 @@
+// KafkaProtocol: the Kafka wire codec. (Skeleton; see ../shared/PROTOCOL.md.)
+import NIOCore
+import Records
