@@ -25,6 +25,9 @@ let package = Package(
         ),
         .target(name: "CCRC32C"),
 
+        // Layer 1: consensus as a deterministic state machine (stdlib only).
+        .target(name: "Raft"),
+
         // Layer 1: the record batch v2 format.
         .target(
             name: "Records",
@@ -84,6 +87,17 @@ let package = Package(
             ],
             resources: [.copy("Fixtures")]
         ),
+        // Test support: the seeded, deterministic simulation of layers 1–4.
+        .target(name: "Simulation", dependencies: ["Raft"]),
+        // `keel-sim`: runs any number of simulation seeds, or replays one.
+        .executableTarget(
+            name: "keel-sim",
+            dependencies: [
+                "Simulation",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        .testTarget(name: "RaftTests", dependencies: ["Raft", "Simulation"]),
         .testTarget(
             name: "KafkaProtocolTests",
             dependencies: [

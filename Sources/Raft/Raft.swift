@@ -1,0 +1,1 @@
+// Raft: consensus as a deterministic state machine. (Skeleton; see DESIGN.md, Replication.)

@@ -1,0 +1,2 @@
+// Simulation: a seeded, deterministic world around the real Raft core. (Skeleton.)
+import Raft

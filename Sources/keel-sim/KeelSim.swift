@@ -1,0 +1,4 @@
+@main
+enum KeelSim {
+    static func main() {}
+}
