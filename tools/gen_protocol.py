@@ -63,14 +63,15 @@ def struct_body(fields, indent, nested_out):
         swift_type = field_info(f)[0]
         out.append(f"{pad}/// {f['doc']}")
         out.append(f"{pad}public var {f['name']}: {swift_type}")
-    out.append("")
+    if fields:
+        out.append("")
     params = []
     for f in fields:
         p = f"{f['name']}: {field_info(f)[0]}"
         if f["name"] in DEFAULTS:
             p += f" = {DEFAULTS[f['name']]}"
         params.append(p)
-    out.append(f"{pad}/// Creates a value with every field given.")
+    out.append(f"{pad}/// Creates a value with every field given." if params else f"{pad}/// Creates the empty value.")
     one_line = f"{pad}public init({', '.join(params)}) {{"
     if not params:
         out.append(f"{pad}public init() {{}}")
@@ -106,6 +107,9 @@ def struct_body(fields, indent, nested_out):
         out.append(f"{pad}    Self()")
     out.append(f"{pad}}}")
     out.append("")
+    if not fields:
+        out.append(f"{pad}func write(to writer: inout KafkaWriter) {{}}")
+        return out
     out.append(f"{pad}func write(to writer: inout KafkaWriter) {{")
     for f in fields:
         out.append(f"{pad}    " + field_info(f)[2].format(v=f["name"]))

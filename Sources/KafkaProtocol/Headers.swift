@@ -41,7 +41,8 @@ public struct RequestHeader: Sendable, Equatable {
         let correlationId = try reader.readInt32()
         guard let apiKey = ApiKey(rawValue: rawKey) else { throw .unknownApiKey(rawKey) }
         let clientId = try reader.readNullableString()
-        let header = RequestHeader(apiKey: apiKey, apiVersion: version, correlationId: correlationId, clientId: clientId)
+        let header = RequestHeader(
+            apiKey: apiKey, apiVersion: version, correlationId: correlationId, clientId: clientId)
         if header.headerVersion >= 2 { try reader.skipTaggedFields() }
         return header
     }

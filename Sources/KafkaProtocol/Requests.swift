@@ -189,7 +189,8 @@ public enum KafkaResponseEncoder {
         correlationId: Int32,
         allocator: ByteBufferAllocator = ByteBufferAllocator()
     ) -> ByteBuffer {
-        encodeFrame(ApiVersionsResponse.unsupportedVersion, version: 0, correlationId: correlationId, allocator: allocator)
+        encodeFrame(
+            ApiVersionsResponse.unsupportedVersion, version: 0, correlationId: correlationId, allocator: allocator)
     }
 }
 

@@ -1379,8 +1379,7 @@ public struct ListGroupsRequest: KafkaRequestMessage, WireElement {
     /// The API key of this body.
     public static let apiKey = ApiKey.listGroups
 
-
-    /// Creates a value with every field given.
+    /// Creates the empty value.
     public init() {}
 
     static let minWireBytes = 1
@@ -1389,8 +1388,7 @@ public struct ListGroupsRequest: KafkaRequestMessage, WireElement {
         Self()
     }
 
-    func write(to writer: inout KafkaWriter) {
-    }
+    func write(to writer: inout KafkaWriter) {}
 
     /// Writes the body (the version must be implemented; see `ApiVersionsTable`).
     public func encode(into writer: inout KafkaWriter, version: Int16) {
