@@ -65,35 +65,63 @@ final class ClientFixtureTests: XCTestCase {
         }
     }
 
-    /// kcat and confluent-kafka ask Metadata v4 for the topic they produce to.
-    func testMetadataV4FromLibrdkafka() throws {
-        for name in ["kcat-Metadata-v4", "confluent-kafka-Metadata-v4"] {
+    /// kafka-python falls back from ApiVersions v4 to v3 after Keel's UNSUPPORTED_VERSION answer.
+    func testKafkaPythonApiVersionsV3AfterFallback() throws {
+        try assertApiVersions(
+            "kafka-python-ApiVersions-v3", version: 3, clientId: "kafka-python-producer-1",
+            software: ("kafka-python", "3.0.12"))
+    }
+
+    /// Every client asks Metadata v4 for the topic it produces to.
+    func testMetadataV4FromEveryClient() throws {
+        let clients = [
+            ("kcat", "rdkafka"), ("confluent-kafka", "rdkafka"), ("kafka-python", "kafka-python-producer-1"),
+            ("aiokafka", "aiokafka-producer-1"),
+        ]
+        for (client, clientId) in clients {
+            let name = "\(client)-Metadata-v4"
             let decoded = try KafkaRequestDecoder.decode(frame: frame(name))
             XCTAssertEqual(decoded.header.apiKey, .metadata)
             XCTAssertEqual(decoded.header.apiVersion, 4)
-            XCTAssertEqual(decoded.header.clientId, "rdkafka")
+            XCTAssertEqual(decoded.header.clientId, clientId, name)
             guard case .metadata(let request) = decoded.request else { return XCTFail("not metadata: \(name)") }
             XCTAssertEqual(request.topics, [.init(name: "capture")], name)
         }
     }
 
-    /// kcat and confluent-kafka send Produce v7 with exactly one magic-2 batch whose CRC-32C checks out:
-    /// the records slice is exactly the batch.
-    func testProduceV7FromLibrdkafka() throws {
-        for name in ["kcat-Produce-v7", "confluent-kafka-Produce-v7"] {
+    /// kafka-python 3 is idempotent by default: it asks InitProducerId v1 for a producer id, with no
+    /// transactional id.
+    func testKafkaPythonInitProducerIdV1() throws {
+        let decoded = try KafkaRequestDecoder.decode(frame: frame("kafka-python-InitProducerId-v1"))
+        XCTAssertEqual(decoded.header.apiKey, .initProducerId)
+        XCTAssertEqual(decoded.header.apiVersion, 1)
+        guard case .initProducerId(let request) = decoded.request else { return XCTFail("not InitProducerId") }
+        XCTAssertNil(request.transactionalId)
+    }
+
+    /// Every client sends Produce v7 with exactly one magic-2 batch whose CRC-32C checks out, so the
+    /// records slice is exactly the batch; kafka-python's batch carries the producer id it was given.
+    func testProduceV7FromEveryClient() throws {
+        let clients: [(String, acks: Int16, producerId: Int64)] = [
+            ("kcat", -1, -1), ("confluent-kafka", -1, -1), ("kafka-python", -1, 1000), ("aiokafka", 1, -1),
+        ]
+        for (client, acks, producerId) in clients {
+            let name = "\(client)-Produce-v7"
             let decoded = try KafkaRequestDecoder.decode(frame: frame(name))
             XCTAssertEqual(decoded.header.apiKey, .produce)
             XCTAssertEqual(decoded.header.apiVersion, 7)
             guard case .produce(let request) = decoded.request else { return XCTFail("not produce: \(name)") }
             XCTAssertNil(request.transactionalId)
-            XCTAssertEqual(request.acks, -1, "librdkafka's default acks=all")
+            XCTAssertEqual(request.acks, acks, name)
             XCTAssertEqual(request.topicData.map(\.name), ["capture"])
+            XCTAssertEqual(request.topicData.first?.partitionData.count, 1)
             let partition = try XCTUnwrap(request.topicData.first?.partitionData.first)
             XCTAssertEqual(partition.index, 0)
             let records = try XCTUnwrap(partition.records)
             let header = try RecordBatchHeader.read(from: records, at: records.readerIndex)
             XCTAssertEqual(header.magic, 2)
             XCTAssertEqual(header.recordsCount, 1)
+            XCTAssertEqual(header.producerId, producerId, name)
             XCTAssertEqual(header.totalSize, records.readableBytes)
             let crc = CRC32C.checksum(
                 records, at: records.readerIndex + RecordBatchHeader.crcStart,

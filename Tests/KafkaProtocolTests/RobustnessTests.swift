@@ -18,7 +18,11 @@ struct SplitMix64: RandomNumberGenerator {
 final class RobustnessTests: XCTestCase {
     /// Every prefix of every request frame is refused with a typed error, never a crash.
     func testEveryTruncatedRequestIsRefused() {
-        for (header, payload) in Samples.requestFrames {
+        XCTAssertEqual(Samples.fixturePayloads.count, 13, "every client fixture but the ApiVersions v4 one")
+        let fixtures = Samples.fixturePayloads.map { payload in
+            (header: RequestHeader(apiKey: .apiVersions, apiVersion: 0, correlationId: 0, clientId: "fixture"), payload)
+        }
+        for (header, payload) in Samples.requestFrames + fixtures {
             let all = bytes(payload)
             for length in 0..<all.count {
                 XCTAssertThrowsError(
@@ -50,7 +54,7 @@ final class RobustnessTests: XCTestCase {
         let seed = ProcessInfoSeed.value
         print("RobustnessTests fuzz seed: \(seed) (replay with KEEL_FUZZ_SEED=\(seed))")
         var rng = SplitMix64(state: seed)
-        let frames = Samples.requestFrames.map { bytes($0.payload) }
+        let frames = (Samples.requestFrames.map(\.payload) + Samples.fixturePayloads).map(bytes)
         let iterations = 5000
         var decodedCount = 0
         for iteration in 0..<iterations {

@@ -1,3 +1,4 @@
+import Foundation
 import KafkaProtocol
 import NIOCore
 
@@ -334,6 +335,23 @@ enum Samples {
             header.encode(into: &writer)
             sample.request.encode(into: &writer, version: sample.version)
             return (header, writer.buffer)
+        }
+    }
+}
+
+extension Samples {
+    /// The real clients' request frames under Fixtures/, without their size prefix (kafka-python's
+    /// ApiVersions v4, which is answered rather than decoded, excluded).
+    static var fixturePayloads: [ByteBuffer] {
+        guard
+            let directory = Bundle.module.url(forResource: "Fixtures", withExtension: nil),
+            let names = try? FileManager.default.contentsOfDirectory(atPath: directory.path)
+        else { return [] }
+        return names.sorted().filter { $0.hasSuffix(".bin") && !$0.contains("ApiVersions-v4") }.compactMap { name in
+            guard let data = FileManager.default.contents(atPath: directory.appendingPathComponent(name).path),
+                data.count >= 4
+            else { return nil }
+            return buffer(Array(data.dropFirst(4)))
         }
     }
 }
