@@ -138,30 +138,44 @@ public enum KafkaRequestDecoder {
     ) throws(RequestDecodeFailure) -> DecodedRequest {
         var reader = KafkaReader(frame, limits: limits)
         var header: RequestHeader?
+        let outcome: Outcome
         do {
-            let rawKey = try reader.readInt16()
-            let version = try reader.readInt16()
-            let correlationId = try reader.readInt32()
-            guard let apiKey = ApiKey(rawValue: rawKey) else { throw KafkaProtocolError.unknownApiKey(rawKey) }
-            let clientId = try reader.readNullableString()
-            let parsed = RequestHeader(
-                apiKey: apiKey, apiVersion: version, correlationId: correlationId, clientId: clientId)
-            header = parsed
-            guard ApiVersionsTable.isImplemented(apiKey, version: version) else {
-                if apiKey == .apiVersions { throw RequestDecodeFailure.answerUnsupportedVersion(parsed) }
-                throw KafkaProtocolError.unsupportedVersion(apiKey: apiKey, version: version)
-            }
-            if parsed.headerVersion >= 2 { try reader.skipTaggedFields() }
-            let request = try KafkaRequest.decodeBody(apiKey: apiKey, version: version, from: &reader)
-            try reader.expectEnd()
-            return DecodedRequest(header: parsed, request: request)
-        } catch let failure as RequestDecodeFailure {
-            throw failure
-        } catch let error as KafkaProtocolError {
-            throw .closeConnection(header: header, reason: error)
+            outcome = try decode(&reader, header: &header)
         } catch {
-            preconditionFailure("unexpected error \(error)")
+            throw .closeConnection(header: header, reason: error)
         }
+        switch outcome {
+        case .decoded(let request): return request
+        case .unsupportedApiVersions(let header): throw .answerUnsupportedVersion(header)
+        }
+    }
+
+    private enum Outcome {
+        case decoded(DecodedRequest)
+        case unsupportedApiVersions(RequestHeader)
+    }
+
+    /// The steps of `decode(frame:limits:)`; `header` is set as soon as it has been read.
+    private static func decode(
+        _ reader: inout KafkaReader,
+        header: inout RequestHeader?
+    ) throws(KafkaProtocolError) -> Outcome {
+        let rawKey = try reader.readInt16()
+        let version = try reader.readInt16()
+        let correlationId = try reader.readInt32()
+        guard let apiKey = ApiKey(rawValue: rawKey) else { throw .unknownApiKey(rawKey) }
+        let clientId = try reader.readNullableString()
+        let parsed = RequestHeader(
+            apiKey: apiKey, apiVersion: version, correlationId: correlationId, clientId: clientId)
+        header = parsed
+        guard ApiVersionsTable.isImplemented(apiKey, version: version) else {
+            if apiKey == .apiVersions { return .unsupportedApiVersions(parsed) }
+            throw .unsupportedVersion(apiKey: apiKey, version: version)
+        }
+        if parsed.headerVersion >= 2 { try reader.skipTaggedFields() }
+        let request = try KafkaRequest.decodeBody(apiKey: apiKey, version: version, from: &reader)
+        try reader.expectEnd()
+        return .decoded(DecodedRequest(header: parsed, request: request))
     }
 }
 
