@@ -15,6 +15,8 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
     ],
     targets: [
         // Layer 0: C libraries.
@@ -56,12 +58,40 @@ let package = Package(
             ]
         ),
 
+        // Layer 4: the node's logic with no sockets and no wall clock.
+        .target(
+            name: "Broker",
+            dependencies: [
+                "Records",
+                "LogStorage",
+                "KafkaProtocol",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+
+        // Layer 5: the edge: NIO listeners, POSIX files, the real clock, signals.
+        .target(
+            name: "BrokerServer",
+            dependencies: [
+                "Broker",
+                "Records",
+                "LogStorage",
+                "KafkaProtocol",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+
         // The `keel` command.
         .executableTarget(
             name: "keel",
             dependencies: [
                 "Records",
                 "LogStorage",
+                "BrokerServer",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
@@ -106,6 +136,19 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
             ],
             resources: [.copy("Fixtures")]
+        ),
+        .testTarget(
+            name: "BrokerTests",
+            dependencies: [
+                "Broker",
+                "BrokerServer",
+                "KafkaProtocol",
+                "Records",
+                "LogStorage",
+                "keel",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ]
         ),
         .testTarget(
             name: "LogStorageTests",

@@ -1,0 +1,1 @@
+// Broker: the node logic with no sockets and no wall clock. (Skeleton.)

@@ -1,0 +1,1 @@
+// BrokerServer: the edge: NIO listeners, POSIX files, real clock. (Skeleton.)
