@@ -85,6 +85,17 @@ let package = Package(
             ]
         ),
 
+        // Layer 5: the native async Swift client.
+        .target(
+            name: "KeelClient",
+            dependencies: [
+                "KafkaProtocol",
+                "Records",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ]
+        ),
+
         // The `keel` command.
         .executableTarget(
             name: "keel",
@@ -92,6 +103,7 @@ let package = Package(
                 "Records",
                 "LogStorage",
                 "BrokerServer",
+                "KeelClient",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
@@ -146,6 +158,16 @@ let package = Package(
                 "Records",
                 "LogStorage",
                 "keel",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ]
+        ),
+        .testTarget(
+            name: "KeelClientTests",
+            dependencies: [
+                "KeelClient",
+                "KafkaProtocol",
+                "Records",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ]

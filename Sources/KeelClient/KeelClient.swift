@@ -1,0 +1,1 @@
+// KeelClient: the native async Swift client. (Skeleton.)
