@@ -14,6 +14,7 @@ import NIOCore
 /// `maxTimestamp` is the largest record timestamp.
 public struct RecordBatchBuilder: Sendable {
     private var buffer: ByteBuffer
+    private let allocator: ByteBufferAllocator
     /// Records appended so far.
     public private(set) var count: Int32 = 0
     /// The offset delta of the last record appended (-1 before the first).
@@ -34,6 +35,7 @@ public struct RecordBatchBuilder: Sendable {
         allocator: ByteBufferAllocator = ByteBufferAllocator()
     ) {
         self.baseTimestamp = baseTimestamp
+        self.allocator = allocator
         self.buffer = allocator.buffer(capacity: max(capacity, RecordBatchHeader.size))
         self.buffer.writeRepeatingByte(0, count: RecordBatchHeader.size)
     }
@@ -137,7 +139,7 @@ public struct RecordBatchBuilder: Sendable {
         case .none:
             break
         case .lz4:
-            var compressed = ByteBufferAllocator().buffer(
+            var compressed = allocator.buffer(
                 capacity: RecordBatchHeader.size + LZ4Frame.compressBound(batch.writerIndex - RecordBatchHeader.size)
             )
             compressed.writeRepeatingByte(0, count: RecordBatchHeader.size)

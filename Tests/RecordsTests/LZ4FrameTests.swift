@@ -102,6 +102,24 @@ final class LZ4FrameTests: XCTestCase {
         }
     }
 
+    /// Block and content checksums that python-lz4 wrote are verified: a flipped byte under either is refused.
+    func testBlockAndContentChecksumsAreVerified() throws {
+        var batch = try fixtureBytes("python/many-lz4-checksums.bin")
+        batch.moveReaderIndex(forwardBy: RecordBatchHeader.size)
+        // FLG: independent blocks, block checksums, content checksum.
+        XCTAssertEqual(batch.getInteger(at: batch.readerIndex + 4, as: UInt8.self), 0x74)
+        XCTAssertNoThrow(try LZ4Frame.decompress(batch, outputBytesMax: 1 << 20))
+        // Byte 11 of the frame lies inside the first block's data; the last byte is the content checksum.
+        for offset in [11, batch.readableBytes - 1] {
+            var corrupt = batch
+            let index = batch.readerIndex + offset
+            corrupt.setInteger((batch.getInteger(at: index, as: UInt8.self) ?? 0) ^ 0x10, at: index)
+            XCTAssertThrowsError(try LZ4Frame.decompress(corrupt, outputBytesMax: 1 << 20), "offset \(offset)") {
+                guard case .malformed = $0 as? LZ4FrameError else { return XCTFail("\($0)") }
+            }
+        }
+    }
+
     /// python-lz4 decompresses our frames to the same bytes (skipped when python3 with lz4 is absent).
     func testPythonLZ4DecompressesOurFrames() throws {
         var rng = SplitMix64(seed: 3)
