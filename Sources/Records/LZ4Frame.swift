@@ -20,6 +20,7 @@ public enum LZ4FrameError: Error, Equatable, Sendable, CustomStringConvertible {
     /// liblz4 failed to compress (never expected with a destination of the bound's size).
     case compressionFailed(String)
 
+    /// What went wrong, for logs.
     public var description: String {
         switch self {
         case .notAFrame(let magic): "not an LZ4 frame (magic 0x\(String(magic, radix: 16)))"

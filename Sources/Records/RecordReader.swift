@@ -166,6 +166,7 @@ public struct ControlRecordType: RawRepresentable, Hashable, Sendable, CustomStr
     /// KRaft voters record.
     public static let kraftVoters = ControlRecordType(rawValue: 6)
 
+    /// Kafka's name for the type, as `ControlRecordType.java` spells it.
     public var description: String {
         switch rawValue {
         case 0: "ABORT"

@@ -7,6 +7,7 @@ public enum VarintError: Error, Equatable, Sendable, CustomStringConvertible {
     /// More bytes than the type allows (5 for 32-bit, 10 for 64-bit values).
     case tooLong(maxBytes: Int)
 
+    /// What went wrong, for logs.
     public var description: String {
         switch self {
         case .truncated: "truncated varint"
