@@ -246,11 +246,14 @@ public enum RecordBatch {
         guard total <= maxBatchBytes else { throw .tooLarge(size: total, limit: maxBatchBytes) }
         let available = buffer.writerIndex - index
         guard available >= total else { throw .truncated(needed: total, available: available) }
+        // The CRC comes before the field checks, as in Kafka's `DefaultRecordBatch.ensureValid`: a bit
+        // flipped in transit is reported as corruption (retriable), not as a bad record count.
+        let computed = CRC32C.checksum(
+            buffer, at: index + RecordBatchHeader.crcStart, length: total - RecordBatchHeader.crcStart)
+        guard computed == header.crc else { throw .crcMismatch(stored: header.crc, computed: computed) }
         guard header.recordsCount >= 0, header.lastOffsetDelta >= 0 else {
             throw .invalidRecordCount(lastOffsetDelta: header.lastOffsetDelta, recordsCount: header.recordsCount)
         }
-        let computed = CRC32C.checksum(buffer, at: index + RecordBatchHeader.crcStart, length: total - RecordBatchHeader.crcStart)
-        guard computed == header.crc else { throw .crcMismatch(stored: header.crc, computed: computed) }
         return header
     }
 

@@ -7,8 +7,12 @@
 // batches (append, replicate, fetch). The broker reads the header, checks the CRC and
 // rewrites `baseOffset` and `partitionLeaderEpoch`, which the CRC does not cover.
 //
-// Main types: `RecordBatchHeader` (a parsed header), `RecordBatch` (validation and the
-// in-place rewrites on a ByteBuffer), `CRC32C`.
+// Main types: `RecordBatchHeader` (a parsed header), `RecordBatch` (validation, the
+// in-place rewrites on a ByteBuffer, `compress`, `records(of:)`), `CRC32C`,
+// `RecordBatchBuilder` (encodes records straight into a new batch), `RecordReader`
+// (decodes a batch's records one by one), `Record` / `RecordHeader`, `ControlRecord`,
+// `LZ4Frame` (the records section codec) and the varints on `ByteBuffer` (`Varint`),
+// which KafkaProtocol reuses for compact lengths and tagged fields.
 
 import CCRC32C
 import NIOCore
