@@ -32,6 +32,9 @@ public enum LogError: Error, Equatable, Sendable, CustomStringConvertible {
     case failed(LogFailure)
     /// The log was closed.
     case closed
+    /// A flush begun with `beginFlush` has not completed; truncation, retention and
+    /// close must wait for it.
+    case flushInProgress
     /// An append was handed no bytes.
     case emptyAppend
     /// A batch is larger than `batchBytesMax` (Kafka MESSAGE_TOO_LARGE).
@@ -62,6 +65,7 @@ public enum LogError: Error, Equatable, Sendable, CustomStringConvertible {
         case .io(let error): "I/O error: \(error)"
         case .failed(let failure): "log failed earlier and refuses writes until reopened: \(failure)"
         case .closed: "log is closed"
+        case .flushInProgress: "a flush is in progress"
         case .emptyAppend: "append of zero bytes"
         case .batchTooLarge(let size, let limit): "batch of \(size) bytes exceeds batchBytesMax \(limit)"
         case .invalidBatch(let index, let reason): "batch #\(index) of the append is invalid: \(reason)"

@@ -32,8 +32,9 @@ extension PartitionLog {
             throw .io(error)
         }
         if let stop = result.stop {
-            throw .corruptBatch(segment: segment.logPath, position: FilePosition(result.position), offset: nil,
-                                reason: stop.reason)
+            throw .corruptBatch(
+                segment: segment.logPath, position: FilePosition(result.position), offset: nil,
+                reason: stop.reason)
         }
     }
 
@@ -67,8 +68,9 @@ extension PartitionLog {
                 }
                 total += size
                 if slice == nil {
-                    slice = LogSlice(file: segment.file, position: FilePosition(position), length: ByteCount(size),
-                                     firstOffset: header.firstOffset, lastOffset: header.lastOffset)
+                    slice = LogSlice(
+                        file: segment.file, position: FilePosition(position), length: ByteCount(size),
+                        firstOffset: header.firstOffset, lastOffset: header.lastOffset)
                 } else {
                     slice?.length.value += size
                     slice?.lastOffset = header.lastOffset
@@ -103,8 +105,9 @@ extension PartitionLog {
                 }
             } catch {
                 if error.errno == 0 {
-                    throw .corruptBatch(segment: slice.file.path, position: slice.position, offset: expected,
-                                        reason: "file is shorter than the log thinks")
+                    throw .corruptBatch(
+                        segment: slice.file.path, position: slice.position, offset: expected,
+                        reason: "file is shorter than the log thinks")
                 }
                 throw .io(error)
             }
@@ -115,20 +118,23 @@ extension PartitionLog {
                 do throws(RecordBatchError) {
                     header = try RecordBatch.validate(bytes, at: index)
                 } catch {
-                    throw .corruptBatch(segment: slice.file.path, position: position, offset: expected,
-                                        reason: "\(error)")
+                    throw .corruptBatch(
+                        segment: slice.file.path, position: position, offset: expected,
+                        reason: "\(error)")
                 }
                 guard header.firstOffset == expected else {
-                    throw .corruptBatch(segment: slice.file.path, position: position, offset: expected,
-                                        reason: "batch starts at offset \(header.firstOffset), expected \(expected)")
+                    throw .corruptBatch(
+                        segment: slice.file.path, position: position, offset: expected,
+                        reason: "batch starts at offset \(header.firstOffset), expected \(expected)")
                 }
                 expected = header.nextOffset
                 index += header.totalSize
                 count += 1
             }
         }
-        return VerifiedRead(bytes: bytes, batchCount: count, firstOffset: plan.slices.first?.firstOffset ?? offset,
-                            nextOffset: plan.nextOffset)
+        return VerifiedRead(
+            bytes: bytes, batchCount: count, firstOffset: plan.slices.first?.firstOffset ?? offset,
+            nextOffset: plan.nextOffset)
     }
 
     /// The first offset whose batch has a maxTimestamp at or after `timestamp` (ms), or
@@ -160,6 +166,7 @@ extension PartitionLog {
     /// the recovery point is lowered (and persisted) so that a crash rescans new appends.
     public func truncate(from offset: Offset) throws(LogError) {
         try checkWritable()
+        try checkNoFlushInFlight()
         try checkReadable(offset)
         guard offset < logEndOffset else { return }
         window.invalidate()
@@ -174,8 +181,9 @@ extension PartitionLog {
             return false
         }
         guard let cut, let holder else {
-            throw .corruptBatch(segment: segment.logPath, position: FilePosition(segment.size), offset: offset,
-                                reason: "no batch holds an offset below the segment's end")
+            throw .corruptBatch(
+                segment: segment.logPath, position: FilePosition(segment.size), offset: offset,
+                reason: "no batch holds an offset below the segment's end")
         }
         guard holder.firstOffset == offset else {
             throw .notBatchBoundary(requested: offset, batchFirst: holder.firstOffset, batchLast: holder.lastOffset)
@@ -192,7 +200,7 @@ extension PartitionLog {
                     if !error.isNotFound { throw fail(.metadataFailed(error)) }
                 }
             }
-            directoryDirty = true
+            directoryChanges += 1
         }
         segments.removeSubrange(firstRemoved...)
         let last = active
@@ -216,10 +224,10 @@ extension PartitionLog {
         do throws(FileIOError) {
             try last.writePendingIndexEntries(io: io)
             try io.sync(last.file)
-            last.dirty = false
+            last.markSynced()
             if directoryDirty {
                 try io.syncDirectory(directory)
-                directoryDirty = false
+                directorySyncedChanges = directoryChanges
             }
         } catch {
             switch error.operation {
@@ -242,6 +250,7 @@ extension PartitionLog {
     /// persisted before any file is removed.
     public func applyRetention(now: Milliseconds, floor: Offset) throws(LogError) -> RetentionResult {
         try checkWritable()
+        try checkNoFlushInFlight()
         var totalBytes = segments.reduce(0) { $0 + $1.size }
         var count = 0
         var deletedBytes = 0
@@ -283,7 +292,8 @@ extension PartitionLog {
         } catch {
             throw fail(.fsyncFailed(path: error.path, errno: error.errno))
         }
-        return RetentionResult(segmentsDeleted: count, bytesDeleted: ByteCount(deletedBytes),
-                               logStartOffset: logStartOffset)
+        return RetentionResult(
+            segmentsDeleted: count, bytesDeleted: ByteCount(deletedBytes),
+            logStartOffset: logStartOffset)
     }
 }

@@ -113,11 +113,17 @@ public final class PartitionLog {
     public internal(set) var recoveryPoint: Offset
     /// Why the log refuses writes, or nil.
     public internal(set) var failure: LogFailure?
-    /// Bytes appended since the last flush.
-    public internal(set) var unflushedBytes = ByteCount.zero
     var persistedRecoveryPoint: Offset
     var persistedLogStartOffset: Offset
-    var directoryDirty = false
+    /// Directory changes (segments created or removed) made, and those fsynced.
+    var directoryChanges = 0
+    var directorySyncedChanges = 0
+    var directoryDirty: Bool { directoryChanges != directorySyncedChanges }
+    /// Bytes appended since open; a flush plan remembers how many it covers.
+    var appendedBytes = 0
+    var flushedBytes = 0
+    /// Flush plans handed out and not completed: truncation, retention and close wait.
+    public internal(set) var flushesInFlight = 0
     var rolledSinceCheckpoint = false
     var isClosed = false
     var window = FileWindow(windowBytes: 64 * 1024)
@@ -227,7 +233,9 @@ public final class PartitionLog {
             } catch {
                 throw .invalidBatch(index: count, reason: error)
             }
-            guard header.firstOffset == next else { throw .nonContiguousAppend(expected: next, found: header.firstOffset) }
+            guard header.firstOffset == next else {
+                throw .nonContiguousAppend(expected: next, found: header.firstOffset)
+            }
             guard header.baseOffset <= Int64.max - Int64(header.lastOffsetDelta) - 1 else {
                 throw .offsetOverflow(header.firstOffset)
             }
@@ -258,7 +266,8 @@ public final class PartitionLog {
         do throws(FileIOError) {
             try io.write(segment.file, at: FilePosition(base), from: batches)
         } catch {
-            throw fail(error.isNoSpace ? .diskFull(path: error.path) : .writeFailed(path: error.path, errno: error.errno))
+            throw fail(
+                error.isNoSpace ? .diskFull(path: error.path) : .writeFailed(path: error.path, errno: error.errno))
         }
         var position = batches.readerIndex
         var offset = firstOffset
@@ -275,9 +284,9 @@ public final class PartitionLog {
         }
         precondition(offset == nextOffset, "offsets assigned while indexing differ from validation")
         segment.size += bytes
-        segment.dirty = true
+        segment.markWritten()
         logEndOffset = nextOffset
-        unflushedBytes = ByteCount(unflushedBytes.value + bytes)
+        appendedBytes += bytes
         if config.flushPolicy == .none { durableEndOffset = logEndOffset }
         return AppendResult(
             firstOffset: firstOffset, lastOffset: nextOffset.advanced(by: -1), maxTimestamp: maxTimestamp,
@@ -316,7 +325,8 @@ public final class PartitionLog {
         do throws(FileIOError) {
             try old.writePendingIndexEntries(io: io)
         } catch {
-            throw fail(error.isNoSpace ? .diskFull(path: error.path) : .writeFailed(path: error.path, errno: error.errno))
+            throw fail(
+                error.isNoSpace ? .diskFull(path: error.path) : .writeFailed(path: error.path, errno: error.errno))
         }
         old.closeIndexFiles(io: io)
         segments.append(try createSegment(base: logEndOffset, now: now))
@@ -331,7 +341,7 @@ public final class PartitionLog {
             let segment = Segment(directory: directory, baseOffset: base, file: file, size: 0, nowMs: now.value)
             segment.indexFile = try io.open(segment.indexPath, mode: .createTruncating)
             segment.timeIndexFile = try io.open(segment.timeIndexPath, mode: .createTruncating)
-            directoryDirty = true
+            directoryChanges += 1
             return segment
         } catch {
             throw fail(.metadataFailed(error))
@@ -340,22 +350,43 @@ public final class PartitionLog {
 
     // MARK: Flush
 
+    /// Bytes appended since the last completed flush began.
+    public var unflushedBytes: ByteCount { ByteCount(appendedBytes - flushedBytes) }
+
     /// Group commit: one fsync per segment written since the last flush (usually just
     /// the active one), plus the directory after a roll, covers every append so far.
-    /// Then `durableEndOffset` (and the recovery point) advance to `logEndOffset`.
+    /// Then `durableEndOffset` (and the recovery point) advance to what was covered.
     /// On an fsync error the log fails and `durableEndOffset` stays where it was.
     /// Under `.none` it still fsyncs (for close and for a shell that wants a recovery
     /// point), but appends never wait for it. Returns `durableEndOffset`.
+    ///
+    /// This runs the fsyncs on the calling thread; a shell that must not block its event
+    /// loop uses `beginFlush`, runs `FlushPlan.execute` on a blocking pool, then calls
+    /// `completeFlush` back on the log's thread.
     @discardableResult
     public func flush() throws(LogError) -> Offset {
-        guard !isClosed else { throw .closed }
-        if let failure { throw .failed(failure) }
-        let target = logEndOffset
+        guard let plan = try beginFlush() else { return durableEndOffset }
+        var failure: FileIOError?
+        do throws(FileIOError) {
+            try plan.execute(io: io)
+        } catch {
+            failure = error
+        }
+        return try completeFlush(plan, error: failure)
+    }
+
+    /// Starts a flush: writes pending index entries (no fsync: they are derived data)
+    /// and returns what must be fsynced for everything appended so far to be durable, or
+    /// nil when that is already the case. Appends may continue while the plan runs;
+    /// truncation, retention and close are refused until it completes.
+    public func beginFlush() throws(LogError) -> FlushPlan? {
+        try checkWritable()
         let dirty = segments.filter(\.dirty)
         if dirty.isEmpty && !directoryDirty {
-            durableEndOffset = target
-            recoveryPoint = target
-            return durableEndOffset
+            durableEndOffset = logEndOffset
+            recoveryPoint = logEndOffset
+            flushedBytes = appendedBytes
+            return nil
         }
         for segment in dirty where segment.hasPendingIndexEntries {
             do throws(FileIOError) {
@@ -365,31 +396,48 @@ public final class PartitionLog {
                     error.isNoSpace ? .diskFull(path: error.path) : .writeFailed(path: error.path, errno: error.errno))
             }
         }
-        for segment in dirty {
-            do throws(FileIOError) {
-                try io.sync(segment.file)
-            } catch {
-                throw fail(.fsyncFailed(path: error.path, errno: error.errno))
+        flushesInFlight += 1
+        return FlushPlan(
+            files: dirty.map(\.file), directory: directoryDirty ? directory : nil, targetOffset: logEndOffset,
+            generations: dirty.map { FlushPlan.Generation(base: $0.baseOffset, write: $0.writeGeneration) },
+            directoryChanges: directoryChanges, appendedBytes: appendedBytes)
+    }
+
+    /// Finishes a flush begun with `beginFlush`, with the error `FlushPlan.execute`
+    /// threw, if any. On success `durableEndOffset` advances to the plan's target; on
+    /// error the log fails (`fsyncFailed`) and nothing is reported durable. Returns
+    /// `durableEndOffset`.
+    @discardableResult
+    public func completeFlush(_ plan: FlushPlan, error: FileIOError?) throws(LogError) -> Offset {
+        precondition(flushesInFlight > 0, "completeFlush without beginFlush")
+        flushesInFlight -= 1
+        if let error {
+            switch error.operation {
+            case .sync, .syncDirectory: throw fail(.fsyncFailed(path: error.path, errno: error.errno))
+            default: throw fail(.metadataFailed(error))
             }
-            segment.dirty = false
         }
-        if directoryDirty {
-            do throws(FileIOError) {
-                try io.syncDirectory(directory)
-            } catch {
-                throw fail(.fsyncFailed(path: error.path, errno: error.errno))
+        if let failure { throw .failed(failure) }
+        for generation in plan.generations {
+            for segment in segments where segment.baseOffset == generation.base {
+                segment.syncedGeneration = max(segment.syncedGeneration, generation.write)
             }
-            directoryDirty = false
         }
-        durableEndOffset = target
-        recoveryPoint = target
-        unflushedBytes = .zero
-        if rolledSinceCheckpoint {
+        if plan.directory != nil { directorySyncedChanges = max(directorySyncedChanges, plan.directoryChanges) }
+        durableEndOffset = max(durableEndOffset, plan.targetOffset)
+        recoveryPoint = max(recoveryPoint, plan.targetOffset)
+        flushedBytes = max(flushedBytes, plan.appendedBytes)
+        if config.flushPolicy == .none { durableEndOffset = logEndOffset }
+        if rolledSinceCheckpoint, flushesInFlight == 0 {
             // Bound the scan after a crash to about one segment.
             try writeCheckpoint()
-            rolledSinceCheckpoint = false
+            rolledSinceCheckpoint = plan.directoryChanges != directoryChanges
         }
         return durableEndOffset
+    }
+
+    func checkNoFlushInFlight() throws(LogError) {
+        guard flushesInFlight == 0 else { throw .flushInProgress }
     }
 
     // MARK: Close
@@ -398,6 +446,7 @@ public final class PartitionLog {
     /// every file. A failed log only closes its files. Calling it twice does nothing.
     public func close() throws(LogError) {
         guard !isClosed else { return }
+        try checkNoFlushInFlight()
         defer {
             for segment in segments { segment.close(io: io) }
             isClosed = true
@@ -460,6 +509,31 @@ public final class PartitionLog {
     }
 }
 
+/// The fsyncs a flush needs, to run on any thread (a blocking pool) while the log goes
+/// on accepting appends; see `PartitionLog.beginFlush`.
+public struct FlushPlan: Sendable {
+    struct Generation: Sendable {
+        var base: Offset
+        var write: Int
+    }
+
+    /// The segment files to fsync.
+    public let files: [IOHandle]
+    /// The directory to fsync (segments were created or removed), or nil.
+    public let directory: String?
+    /// Everything below this offset is durable once the plan has run.
+    public let targetOffset: Offset
+    let generations: [Generation]
+    let directoryChanges: Int
+    let appendedBytes: Int
+
+    /// Runs the fsyncs (files first, then the directory), stopping at the first error.
+    public func execute(io: any FileIO) throws(FileIOError) {
+        for file in files { try io.sync(file) }
+        if let directory { try io.syncDirectory(directory) }
+    }
+}
+
 /// The contents of `log.checkpoint`, 26 bytes, big-endian:
 ///
 /// ```
@@ -492,7 +566,9 @@ struct LogCheckpoint: Equatable {
 
     /// Decodes a checkpoint, or says why it cannot.
     static func decode(_ buffer: ByteBuffer) -> Result<LogCheckpoint, CheckpointProblem> {
-        guard buffer.readableBytes == size else { return .failure(CheckpointProblem(why: "size \(buffer.readableBytes), expected \(size)")) }
+        guard buffer.readableBytes == size else {
+            return .failure(CheckpointProblem(why: "size \(buffer.readableBytes), expected \(size)"))
+        }
         let start = buffer.readerIndex
         guard let magic = buffer.getInteger(at: start, as: UInt32.self), magic == Self.magic,
             let version = buffer.getInteger(at: start + 4, as: UInt16.self), version == 1,
@@ -500,7 +576,9 @@ struct LogCheckpoint: Equatable {
             let recovery = buffer.getInteger(at: start + 14, as: Int64.self),
             let crc = buffer.getInteger(at: start + 22, as: UInt32.self)
         else { return .failure(CheckpointProblem(why: "bad magic or version")) }
-        guard CRC32C.checksum(buffer, at: start, length: 22) == crc else { return .failure(CheckpointProblem(why: "CRC mismatch")) }
+        guard CRC32C.checksum(buffer, at: start, length: 22) == crc else {
+            return .failure(CheckpointProblem(why: "CRC mismatch"))
+        }
         guard logStart >= 0, recovery >= 0 else { return .failure(CheckpointProblem(why: "negative offsets")) }
         return .success(LogCheckpoint(logStartOffset: Offset(logStart), recoveryPoint: Offset(recovery)))
     }

@@ -46,6 +46,8 @@ public struct RecoveryReport: Equatable, Sendable, CustomStringConvertible {
     public var logStartOffset = Offset.zero
     /// The log end offset after opening.
     public var logEndOffset = Offset.zero
+    /// Things an operator should know that did not stop the open.
+    public var warnings: [String] = []
 
     /// Total bytes truncated.
     public var bytesTruncated: ByteCount { ByteCount(truncations.reduce(0) { $0 + $1.bytesRemoved.value }) }
@@ -69,6 +71,7 @@ public struct RecoveryReport: Equatable, Sendable, CustomStringConvertible {
         }
         for rebuild in indexesRebuilt { lines.append("rebuilt indexes of \(rebuild.segment): \(rebuild.reason)") }
         for file in filesRemoved { lines.append("removed \(file)") }
+        for warning in warnings { lines.append("warning: \(warning)") }
         return lines.joined(separator: "\n")
     }
 }
@@ -106,7 +109,10 @@ struct LogLoader {
     let now: Milliseconds
     var report = RecoveryReport()
     var segments: [Segment] = []
+    /// For CRC scans of whole tails.
     var window = FileWindow(windowBytes: 1024 * 1024)
+    /// For a few headers at a time (clean opens stay cheap).
+    var peekWindow = FileWindow(windowBytes: 8 * 1024)
     var directoryChanged = false
 
     init(directory: String, config: LogConfig, io: any FileIO, now: Milliseconds) {
@@ -209,8 +215,9 @@ struct LogLoader {
                         try remove(stem + suffix)
                     }
                     report.truncations.append(
-                        .init(segment: path(stem + ".log"), position: .zero, bytesRemoved: ByteCount(removedBytes),
-                              reason: "follows a truncated segment"))
+                        .init(
+                            segment: path(stem + ".log"), position: .zero, bytesRemoved: ByteCount(removedBytes),
+                            reason: "follows a truncated segment"))
                 }
                 break
             }
@@ -224,6 +231,11 @@ struct LogLoader {
         }
         let logEnd = active.nextOffset
         if logStart > logEnd { logStart = logEnd }
+        if logEnd < recoveryPoint {
+            report.warnings.append(
+                "the log ends at \(logEnd), below the recovery point \(recoveryPoint): data that was fsynced is missing"
+            )
+        }
         report.logStartOffset = logStart
         report.logEndOffset = logEnd
 
@@ -234,7 +246,7 @@ struct LogLoader {
                 if segment.hasPendingIndexEntries { try segment.writePendingIndexEntries(io: io) }
                 if segment.dirty {
                     try io.sync(segment.file)
-                    segment.dirty = false
+                    segment.markSynced()
                 }
                 if segment !== active { segment.closeIndexFiles(io: io) }
             }
@@ -312,7 +324,8 @@ struct LogLoader {
         guard !segment.isEmpty else { return nil }
         var found: Int64?
         _ = try? walkBatches(
-            io: io, file: segment.file, from: 0, end: segment.size, expected: nil, verifyCRC: false, window: &window
+            io: io, file: segment.file, from: 0, end: segment.size, expected: nil, verifyCRC: false,
+            window: &peekWindow
         ) { _, header in
             found = header.maxTimestamp
             return false
@@ -345,13 +358,16 @@ struct LogLoader {
             }
             while buffer.readableBytes >= entrySize {
                 if entrySize == OffsetIndexEntry.size {
-                    guard let relative = buffer.readInteger(as: UInt32.self), let position = buffer.readInteger(as: UInt32.self)
+                    guard let relative = buffer.readInteger(as: UInt32.self),
+                        let position = buffer.readInteger(as: UInt32.self)
                     else { break }
                     entries.append(OffsetIndexEntry(relativeOffset: RelativeOffset(relative), position: position))
                 } else {
-                    guard let timestamp = buffer.readInteger(as: Int64.self), let relative = buffer.readInteger(as: UInt32.self)
+                    guard let timestamp = buffer.readInteger(as: Int64.self),
+                        let relative = buffer.readInteger(as: UInt32.self)
                     else { break }
-                    timeEntries.append(TimeIndexEntry(maxTimestamp: timestamp, relativeOffset: RelativeOffset(relative)))
+                    timeEntries.append(
+                        TimeIndexEntry(maxTimestamp: timestamp, relativeOffset: RelativeOffset(relative)))
                 }
             }
         }
@@ -366,9 +382,10 @@ struct LogLoader {
             previous = entry
         }
         var previousTime: TimeIndexEntry?
-        let relatives = Set(entries.map(\.relativeOffset))
+        var match = 0  // both files are sorted: walk them together
         for entry in timeEntries {
-            guard relatives.contains(entry.relativeOffset) else {
+            while match < entries.count, entries[match].relativeOffset < entry.relativeOffset { match += 1 }
+            guard match < entries.count, entries[match].relativeOffset == entry.relativeOffset else {
                 return "time index entry for relative offset \(entry.relativeOffset.value) has no offset index entry"
             }
             if let previousTime,
@@ -394,6 +411,25 @@ struct LogLoader {
         }
     }
 
+    /// Throws when the segment's first batch does not start at the offset in its name.
+    mutating func checkName(_ segment: Segment) throws(LogError) {
+        var first: Offset?
+        do throws(FileIOError) {
+            _ = try walkBatches(
+                io: io, file: segment.file, from: 0, end: segment.size, expected: nil, verifyCRC: false,
+                window: &peekWindow
+            ) { _, header in
+                first = header.firstOffset
+                return false
+            }
+        } catch {
+            throw .io(error)
+        }
+        if let first, first != segment.baseOffset {
+            throw .segmentBaseMismatch(segment: segment.logPath, firstBatchOffset: first)
+        }
+    }
+
     /// A segment entirely below the recovery point: trust its bytes, check its indexes,
     /// walk only past the last index entry.
     mutating func loadTrusted(_ segment: Segment, nextBase: Offset) throws(LogError) {
@@ -406,7 +442,7 @@ struct LogLoader {
             do throws(FileIOError) {
                 _ = try walkBatches(
                     io: io, file: segment.file, from: Int(last.position), end: segment.size, expected: nil,
-                    verifyCRC: false, window: &window
+                    verifyCRC: false, window: &peekWindow
                 ) { _, header in
                     found = header.firstOffset
                     return false
@@ -424,13 +460,17 @@ struct LogLoader {
         if let problem {
             segment.resetIndexes(nowMs: now.value)
             report.indexesRebuilt.append(.init(segment: segment.logPath, reason: problem))
+            start = 0
+            expected = segment.baseOffset
+        } else if start > 0 {
+            try checkName(segment)  // the walk below starts later
         }
         let interval = config.indexIntervalBytes
         let result: (position: Int, stop: WalkStop?)
         do throws(FileIOError) {
             result = try walkBatches(
                 io: io, file: segment.file, from: start, end: segment.size, expected: expected, verifyCRC: false,
-                window: &window
+                window: &peekWindow
             ) { position, header in
                 segment.noteBatch(at: position, header: header, indexIntervalBytes: interval)
                 return true
@@ -471,6 +511,7 @@ struct LogLoader {
         if start == 0 {
             segment.resetIndexes(nowMs: now.value)
         } else {
+            try checkName(segment)
             segment.dropIndexEntries(fromPosition: start + 1, fromOffset: expected.advanced(by: 1))
             segment.maxTimestamp = segment.timeIndex.last?.maxTimestamp ?? noTimestamp
         }
@@ -500,7 +541,7 @@ struct LogLoader {
             if report.scannedFrom == nil { report.scannedFrom = firstScanned ?? segment.nextOffset }
             report.batchesScanned += batches
             report.bytesScanned.value += bytes
-            segment.dirty = true  // page-cache bytes after a crash: fsync them before calling them durable
+            segment.markWritten()  // page-cache bytes after a crash: fsync them before calling them durable
         }
         if let stop = result.stop {
             let removed = segment.size - result.position
@@ -510,10 +551,11 @@ struct LogLoader {
                 throw .io(error)
             }
             segment.size = result.position
-            segment.dirty = true
+            segment.markWritten()
             report.truncations.append(
-                .init(segment: segment.logPath, position: FilePosition(result.position),
-                      bytesRemoved: ByteCount(removed), reason: stop.reason))
+                .init(
+                    segment: segment.logPath, position: FilePosition(result.position),
+                    bytesRemoved: ByteCount(removed), reason: stop.reason))
         }
         if segment.index != loadedIndex || segment.timeIndex != loadedTimeIndex || loaded != nil {
             let reason = loaded ?? "entries past the recovery point did not match the log"

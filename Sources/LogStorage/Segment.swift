@@ -62,8 +62,14 @@ final class Segment {
     var timeIndexFile: IOHandle?
     /// Position of the last offset index entry (0 when none).
     var lastIndexedPosition = 0
+    /// Counts writes; a flush records the count it fsynced, so that a write made while
+    /// an fsync runs elsewhere keeps the segment dirty.
+    var writeGeneration = 0
+    var syncedGeneration = 0
     /// Bytes written since the last fsync.
-    var dirty = false
+    var dirty: Bool { writeGeneration != syncedGeneration }
+    func markWritten() { writeGeneration &+= 1 }
+    func markSynced() { syncedGeneration = writeGeneration }
     /// The index files hold entries that were dropped: cut them before writing more.
     var indexFilesNeedCut = false
     /// The first batch's maxTimestamp, once seen.
@@ -100,12 +106,14 @@ final class Segment {
     // MARK: Index maintenance
 
     /// Records a batch appended at `position` (batches must come in file order).
-    func noteBatch(at position: Int, firstOffset: Offset, nextOffset: Offset, maxTimestamp batchMax: Int64,
-                   indexIntervalBytes: Int) {
+    func noteBatch(
+        at position: Int, firstOffset: Offset, nextOffset: Offset, maxTimestamp batchMax: Int64,
+        indexIntervalBytes: Int
+    ) {
         if position > lastIndexedPosition, position - lastIndexedPosition >= indexIntervalBytes,
-            let relative = RelativeOffset(firstOffset, base: baseOffset)
+            let relative = RelativeOffset(firstOffset, base: baseOffset), let filePosition = UInt32(exactly: position)
         {
-            index.append(OffsetIndexEntry(relativeOffset: relative, position: UInt32(position)))
+            index.append(OffsetIndexEntry(relativeOffset: relative, position: filePosition))
             lastIndexedPosition = position
             let maxSoFar = max(maxTimestamp, batchMax)
             if maxSoFar > (timeIndex.last?.maxTimestamp ?? noTimestamp) {
@@ -119,8 +127,9 @@ final class Segment {
 
     /// `noteBatch` for a parsed header.
     func noteBatch(at position: Int, header: RecordBatchHeader, indexIntervalBytes: Int) {
-        noteBatch(at: position, firstOffset: header.firstOffset, nextOffset: header.nextOffset,
-                  maxTimestamp: header.maxTimestamp, indexIntervalBytes: indexIntervalBytes)
+        noteBatch(
+            at: position, firstOffset: header.firstOffset, nextOffset: header.nextOffset,
+            maxTimestamp: header.maxTimestamp, indexIntervalBytes: indexIntervalBytes)
     }
 
     /// Forgets everything about the batches; they are about to be walked again.
@@ -198,7 +207,11 @@ final class Segment {
         }
         if timeIndex.count != timeEntriesOnDisk || timeIndexFile == nil || needCut {
             let handle: IOHandle
-            if let open = timeIndexFile { handle = open } else { handle = try io.open(timeIndexPath, mode: .createIfMissing) }
+            if let open = timeIndexFile {
+                handle = open
+            } else {
+                handle = try io.open(timeIndexPath, mode: .createIfMissing)
+            }
             timeIndexFile = handle
             if needCut { try io.truncate(handle, to: ByteCount(timeEntriesOnDisk * TimeIndexEntry.size)) }
             if timeIndex.count > timeEntriesOnDisk {

@@ -142,7 +142,8 @@ final class CrashTests: XCTestCase {
             let activeBase = names.filter { $0.hasSuffix(".log") }.compactMap { Int64($0.dropLast(4)) }.max() ?? 0
             let activePath = dir.partition + "/" + String(format: "%020ld", activeBase) + ".log"
             let size = Disk.size(activePath)
-            let durableBytes = maxDurable > activeBase
+            let durableBytes =
+                maxDurable > activeBase
                 ? position(of: Offset(maxDurable), inSegmentAt: Offset(activeBase), seed: seed) : 0
             XCTAssertLessThanOrEqual(durableBytes, size, "round \(round): durable bytes missing from the file")
             let fault = Int(random.next() % 3)
@@ -157,11 +158,13 @@ final class CrashTests: XCTestCase {
                 Disk.write(contents, to: activePath)
             }
 
-            let (log, report) = try openLog(dir.partition, config: CrashWorkload.config,
-                                            now: CrashWorkload.baseTimeMs)
+            let (log, report) = try openLog(
+                dir.partition, config: CrashWorkload.config,
+                now: CrashWorkload.baseTimeMs)
             cut += report.truncations.isEmpty ? 0 : 1
-            XCTAssertGreaterThanOrEqual(log.logEndOffset.value, maxDurable,
-                                        "round \(round): lost durable offsets\n\(report)")
+            XCTAssertGreaterThanOrEqual(
+                log.logEndOffset.value, maxDurable,
+                "round \(round): lost durable offsets\n\(report)")
             var expected = Offset.zero
             for (offset, bytes) in try readAll(log) {
                 XCTAssertEqual(offset, expected, "round \(round): offsets are not contiguous")
@@ -179,14 +182,16 @@ final class CrashTests: XCTestCase {
                 let regenerated = CrashWorkload.batch(seed: seed, offset: read.firstOffset)
                 XCTAssertLessThanOrEqual(read.firstOffset.value, target)
                 XCTAssertGreaterThan(read.nextOffset.value, target)
-                XCTAssertEqual(read.bytes.getBytes(at: 0, length: read.bytes.readableBytes),
-                               regenerated.getBytes(at: 0, length: regenerated.readableBytes))
+                XCTAssertEqual(
+                    read.bytes.getBytes(at: 0, length: read.bytes.readableBytes),
+                    regenerated.getBytes(at: 0, length: regenerated.readableBytes))
             }
             try log.close()
             completed += 1
         }
-        print("crash test: seed \(seed), \(completed) rounds, offsets up to \(maxDurable) durable, "
-              + "faults kept/cut/garbage \(faults), \(cut) reopens truncated a tail")
+        print(
+            "crash test: seed \(seed), \(completed) rounds, offsets up to \(maxDurable) durable, "
+                + "faults kept/cut/garbage \(faults), \(cut) reopens truncated a tail")
         XCTAssertGreaterThan(completed, 5)
     }
 }

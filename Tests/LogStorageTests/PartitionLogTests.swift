@@ -15,8 +15,9 @@ final class PartitionLogTests: XCTestCase {
         let (log, _) = try openLog(dir.partition, config: small)
         var expected: [(Offset, [UInt8])] = []
         for i in 0..<120 {
-            var batch = makeBatch(records: Int32(1 + i % 4), timestamp: Int64(i), payloadBytes: 50 + i % 90,
-                                  fill: UInt8(i))
+            var batch = makeBatch(
+                records: Int32(1 + i % 4), timestamp: Int64(i), payloadBytes: 50 + i % 90,
+                fill: UInt8(i))
             let result = try log.append(&batch, leaderEpoch: 7, now: Milliseconds(0))
             XCTAssertEqual(result.lastOffset.value - result.firstOffset.value, Int64(i % 4))
             expected.append((result.firstOffset, batch.getBytes(at: 0, length: batch.readableBytes)!))
@@ -80,7 +81,8 @@ final class PartitionLogTests: XCTestCase {
         XCTAssertEqual(capped.slices[0].lastOffset, Offset(5))
         XCTAssertEqual(try log.read(from: Offset(10), maxBytes: 100).slices, [])
         XCTAssertThrowsError(try log.read(from: Offset(11), maxBytes: 100)) { error in
-            XCTAssertEqual(error as? LogError, .offsetOutOfRange(requested: Offset(11), logStart: .zero, logEnd: Offset(10)))
+            XCTAssertEqual(
+                error as? LogError, .offsetOutOfRange(requested: Offset(11), logStart: .zero, logEnd: Offset(10)))
         }
         try log.close()
     }
@@ -130,8 +132,9 @@ final class PartitionLogTests: XCTestCase {
             (log, _) = try openLog(dir.partition, config: small)
             XCTAssertEqual(log.logEndOffset, point)
             for value in 0..<point.value {
-                XCTAssertLessThanOrEqual(try log.read(from: Offset(value), maxBytes: 1).slices[0].firstOffset.value,
-                                         value)
+                XCTAssertLessThanOrEqual(
+                    try log.read(from: Offset(value), maxBytes: 1).slices[0].firstOffset.value,
+                    value)
             }
         }
         for i in 0..<30 {
@@ -150,8 +153,9 @@ final class PartitionLogTests: XCTestCase {
         var batch = makeBatch(records: 5)
         _ = try log.append(&batch, leaderEpoch: 1, now: Milliseconds(0))
         XCTAssertThrowsError(try log.truncate(from: Offset(2))) { error in
-            XCTAssertEqual(error as? LogError,
-                           .notBatchBoundary(requested: Offset(2), batchFirst: .zero, batchLast: Offset(4)))
+            XCTAssertEqual(
+                error as? LogError,
+                .notBatchBoundary(requested: Offset(2), batchFirst: .zero, batchLast: Offset(4)))
         }
         XCTAssertEqual(log.logEndOffset, Offset(5))
         try log.close()
@@ -313,6 +317,32 @@ final class PartitionLogTests: XCTestCase {
         try log.close()
     }
 
+    /// A flush split in two (fsync on another thread) covers only the appends made
+    /// before it began; appends made meanwhile stay unflushed, and truncation waits.
+    func testSplitFlushCoversOnlyAppendsBeforeItBegan() throws {
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
+        let io = FaultyFileIO()
+        let (log, _) = try openLog(dir.partition, io: io)
+        var batch = makeBatch(records: 2)
+        _ = try log.append(&batch, leaderEpoch: 1, now: Milliseconds(0))
+        let plan = try XCTUnwrap(log.beginFlush())
+        XCTAssertEqual(plan.targetOffset, Offset(2))
+        batch = makeBatch(records: 3)
+        _ = try log.append(&batch, leaderEpoch: 1, now: Milliseconds(0))
+        XCTAssertThrowsError(try log.truncate(from: .zero)) { XCTAssertEqual($0 as? LogError, .flushInProgress) }
+        let worker = Thread { try? plan.execute(io: PosixFileIO()) }
+        worker.start()
+        while !worker.isFinished { sched_yield() }
+        XCTAssertEqual(try log.completeFlush(plan, error: nil), Offset(2))
+        XCTAssertTrue(log.needsFlush)
+        XCTAssertEqual(log.unflushedBytes.value, 161)
+        let syncs = io.fileSyncs
+        XCTAssertEqual(try log.flush(), Offset(5))
+        XCTAssertEqual(io.fileSyncs - syncs, 1)
+        try log.close()
+    }
+
     /// Under FlushPolicy.none an append is "durable" at once (it relies on replication).
     func testFlushPolicyNoneReportsWrittenAsDurable() throws {
         let dir = TemporaryDirectory()
@@ -410,8 +440,10 @@ final class PartitionLogTests: XCTestCase {
     func testConfigIsValidatedAtOpen() {
         let dir = TemporaryDirectory()
         defer { dir.remove() }
-        for config in [LogConfig(segmentBytesMax: 10), LogConfig(batchBytesMax: -1), LogConfig(segmentMsMax: 0),
-                       LogConfig(retentionBytesMax: -5)] {
+        for config in [
+            LogConfig(segmentBytesMax: 10), LogConfig(batchBytesMax: -1), LogConfig(segmentMsMax: 0),
+            LogConfig(retentionBytesMax: -5),
+        ] {
             XCTAssertThrowsError(try openLog(dir.partition, config: config)) { error in
                 guard case .invalidConfig = error as? LogError else { return XCTFail("unexpected \(error)") }
             }

@@ -128,8 +128,9 @@ final class RecoveryTests: XCTestCase {
         Disk.truncate(stem(segments[3]) + ".timeindex", to: 5)
         Disk.truncate(stem(segments[segments.count - 1]) + ".index", to: 0)
         let (reopened, report) = try openLog(dir.partition, config: small)
-        XCTAssertEqual(Set(report.indexesRebuilt.map(\.segment)),
-                       Set([1, 2, 3, segments.count - 1].map { segments[$0].path }), report.description)
+        XCTAssertEqual(
+            Set(report.indexesRebuilt.map(\.segment)),
+            Set([1, 2, 3, segments.count - 1].map { segments[$0].path }), report.description)
         XCTAssertEqual(reopened.segmentInfos, segments)
         for value in 0..<reopened.logEndOffset.value {
             let slice = try XCTUnwrap(reopened.read(from: Offset(value), maxBytes: 1).slices.first)

@@ -70,7 +70,9 @@ final class FaultyFileIO: FileIO {
         writes += 1
         if let left = writeBytesLeft {
             if buffer.readableBytes > left {
-                if left > 0 { try real.write(file, at: position, from: buffer.getSlice(at: buffer.readerIndex, length: left)!) }
+                if left > 0 {
+                    try real.write(file, at: position, from: buffer.getSlice(at: buffer.readerIndex, length: left)!)
+                }
                 writeBytesLeft = 0
                 throw FileIOError(operation: .write, path: file.path, errno: ENOSPC)
             }
@@ -116,7 +118,7 @@ enum Disk {
     static func bytes(_ path: String) -> [UInt8] { FileManager.default.contents(atPath: path).map(Array.init) ?? [] }
 
     static func write(_ bytes: [UInt8], to path: String) {
-        FileManager.default.createFile(atPath: path, contents: Data(bytes))
+        _ = FileManager.default.createFile(atPath: path, contents: Data(bytes))
     }
 
     static func flipByte(_ path: String, at position: Int) {
