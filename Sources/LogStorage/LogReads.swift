@@ -188,6 +188,10 @@ extension PartitionLog {
         guard holder.firstOffset == offset else {
             throw .notBatchBoundary(requested: offset, batchFirst: holder.firstOffset, batchLast: holder.lastOffset)
         }
+        // Lower the persisted recovery point first: if we crash half way, the next open
+        // rescans from here instead of trusting bytes that are about to change.
+        if recoveryPoint > offset { recoveryPoint = offset }
+        if persistedRecoveryPoint > offset { try writeCheckpoint() }
         // Remove whole segments from the end first; a segment that starts exactly at
         // `offset` goes too, unless it is the only one.
         let firstRemoved = (cut == 0 && index > 0) ? index : index + 1
@@ -237,8 +241,6 @@ extension PartitionLog {
         }
         logEndOffset = offset
         durableEndOffset = min(durableEndOffset, offset)
-        if recoveryPoint > offset { recoveryPoint = offset }
-        if persistedRecoveryPoint > offset { try writeCheckpoint() }
     }
 
     // MARK: Retention

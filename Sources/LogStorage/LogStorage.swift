@@ -14,8 +14,9 @@
 //
 // Main types: `PartitionLog` (one partition's log, confined to one thread), `LogConfig`
 // (its limits), `FileIO` / `PosixFileIO` (the disk seam), `LogReadResult` / `LogSlice`
-// (file regions a server can send as they are), `RecoveryReport` (what opening did),
-// `DurabilityWaiters` (who to tell when an offset becomes durable), `LogError`.
+// (file regions a server can send as they are), `FlushPlan` (fsyncs to run off the log's
+// thread), `RecoveryReport` (what opening did), `DurabilityWaiters` (who to tell when an
+// offset becomes durable), `LogError`.
 
 import NIOCore
 import Records

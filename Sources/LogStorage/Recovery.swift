@@ -179,13 +179,15 @@ struct LogLoader {
 
         if logBases.isEmpty {
             let base = logStart
-            let file: IOHandle
             do throws(FileIOError) {
-                file = try io.open(path(Segment.fileStem(base) + ".log"), mode: .createTruncating)
+                let file = try io.open(path(Segment.fileStem(base) + ".log"), mode: .createTruncating)
+                let segment = Segment(directory: directory, baseOffset: base, file: file, size: 0, nowMs: now.value)
+                segments.append(segment)
+                segment.indexFile = try io.open(segment.indexPath, mode: .createTruncating)
+                segment.timeIndexFile = try io.open(segment.timeIndexPath, mode: .createTruncating)
             } catch {
                 throw .io(error)
             }
-            segments.append(Segment(directory: directory, baseOffset: base, file: file, size: 0, nowMs: now.value))
             directoryChanged = true
         }
 
@@ -557,23 +559,24 @@ struct LogLoader {
                     segment: segment.logPath, position: FilePosition(result.position),
                     bytesRemoved: ByteCount(removed), reason: stop.reason))
         }
+        // The files keep the entries they share with the rebuilt indexes; the rest is
+        // rewritten (nothing at all after a clean close).
+        var same = 0
+        while same < min(loadedIndex.count, segment.index.count), loadedIndex[same] == segment.index[same] {
+            same += 1
+        }
+        var sameTime = 0
+        while sameTime < min(loadedTimeIndex.count, segment.timeIndex.count),
+            loadedTimeIndex[sameTime] == segment.timeIndex[sameTime]
+        {
+            sameTime += 1
+        }
+        segment.indexEntriesOnDisk = loaded == nil ? same : 0
+        segment.timeEntriesOnDisk = loaded == nil ? sameTime : 0
+        segment.indexFilesNeedCut = loaded != nil || same < loadedIndex.count || sameTime < loadedTimeIndex.count
         if segment.index != loadedIndex || segment.timeIndex != loadedTimeIndex || loaded != nil {
             let reason = loaded ?? "entries past the recovery point did not match the log"
             report.indexesRebuilt.append(.init(segment: segment.logPath, reason: reason))
-            // Rewrite from the first entry that differs.
-            var same = 0
-            while same < min(loadedIndex.count, segment.index.count), loadedIndex[same] == segment.index[same] {
-                same += 1
-            }
-            var sameTime = 0
-            while sameTime < min(loadedTimeIndex.count, segment.timeIndex.count),
-                loadedTimeIndex[sameTime] == segment.timeIndex[sameTime]
-            {
-                sameTime += 1
-            }
-            segment.indexEntriesOnDisk = loaded == nil ? same : 0
-            segment.timeEntriesOnDisk = loaded == nil ? sameTime : 0
-            segment.indexFilesNeedCut = true
         }
         return result.stop != nil
     }

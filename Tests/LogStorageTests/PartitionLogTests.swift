@@ -100,11 +100,17 @@ final class PartitionLogTests: XCTestCase {
             let result = try log.append(&batch, leaderEpoch: 1, now: Milliseconds(0))
             timestamps.append((result.firstOffset, ts))
         }
-        for target in stride(from: Int64(-5), through: 600, by: 3) {
-            let expected = timestamps.first { $0.1 >= target }?.0
-            XCTAssertEqual(try log.offset(forTimestamp: target), expected, "target \(target)")
+        var current = log
+        for _ in 0..<2 {  // before and after a reopen (time index from disk)
+            for target in stride(from: Int64(-5), through: 600, by: 3) {
+                let expected = timestamps.first { $0.1 >= target }?.0
+                XCTAssertEqual(try current.offset(forTimestamp: target), expected, "target \(target)")
+            }
+            try current.close()
+            (current, _) = try openLog(dir.partition, config: small)
         }
-        try log.close()
+        XCTAssertTrue(current.segmentInfos.contains { $0.timeIndexEntries > 0 })
+        try current.close()
     }
 
     /// Truncation at batch boundaries (inside a segment, at a segment's base, in an

@@ -36,6 +36,21 @@ final class RecoveryTests: XCTestCase {
         try reopened.close()
     }
 
+    /// A clean reopen of a log too small for any index entry writes nothing either.
+    func testCleanReopenOfATinyLogWritesNothing() throws {
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
+        let (log, _) = try openLog(dir.partition)
+        try fill(log, count: 2)
+        try log.close()
+        let io = FaultyFileIO()
+        let (reopened, report) = try openLog(dir.partition, io: io)
+        XCTAssertTrue(report.wasClean, report.description)
+        XCTAssertEqual(io.writes + io.fileSyncs + io.directorySyncs, 0)
+        XCTAssertEqual(try readAll(reopened).count, 2)
+        try reopened.close()
+    }
+
     /// After a crash, only the batches past the recovery point are scanned, and a byte
     /// flipped in one of them cuts the log at that batch.
     func testFlippedByteInTailSegmentIsCutByRecovery() throws {
