@@ -17,8 +17,9 @@ extension Broker {
         return legal ? nil : "topic name \(name) may contain only ASCII letters, digits, '.', '_' and '-'"
     }
 
-    /// The largest partition count a topic may have.
-    public static let partitionsMax: Int32 = 10_000
+    /// The largest partition count a topic may have: each open partition holds three files
+    /// (segment, offset index, time index) open.
+    public static let partitionsMax: Int32 = 1000
 
     // MARK: Create
 
@@ -125,11 +126,7 @@ extension Broker {
             guard let (state, snapshot) = taken else {
                 return loop.makeSucceededFuture(.init(name: name, errorCode: .unknownTopicOrPartition))
             }
-            let closed = state.partitions.map { handle -> EventLoopFuture<Void> in
-                handle.retention.cancel()
-                let engine = handle.engine
-                return handle.loop.flatSubmit { engine.value.close() }.hop(to: loop)
-            }
+            let closed = state.partitions.map { self.close($0, on: loop) }
             return EventLoopFuture.andAllComplete(closed, on: loop)
                 .flatMap { store.save(snapshot, on: loop) }
                 .flatMap {

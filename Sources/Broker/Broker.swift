@@ -165,7 +165,7 @@ public final class Broker: Sendable {
         return EventLoopFuture.andAllComplete(closed, on: loop)
     }
 
-    private func close(_ handle: PartitionHandle, on loop: any EventLoop) -> EventLoopFuture<Void> {
+    func close(_ handle: PartitionHandle, on loop: any EventLoop) -> EventLoopFuture<Void> {
         handle.retention.cancel()
         let engine = handle.engine
         return handle.loop.flatSubmit { engine.value.close() }.hop(to: loop)
@@ -197,8 +197,21 @@ public final class Broker: Sendable {
                 return PartitionHandle(topic: name, index: index, loop: engineLoop, engine: bound, retention: retention)
             }.hop(to: loop)
         }
-        return EventLoopFuture.whenAllSucceed(handles, on: loop).map {
-            TopicState(name: name, config: topicConfig, overrides: overrides, partitions: $0)
+        return EventLoopFuture.whenAllComplete(handles, on: loop).flatMapThrowing { results in
+            var opened: [PartitionHandle] = []
+            var failure: (any Error)?
+            for result in results {
+                switch result {
+                case .success(let handle): opened.append(handle)
+                case .failure(let error): failure = failure ?? error
+                }
+            }
+            if let failure {
+                // Close what did open, so that a failed creation leaves no open files behind.
+                for handle in opened { _ = self.close(handle, on: loop) }
+                throw failure
+            }
+            return TopicState(name: name, config: topicConfig, overrides: overrides, partitions: opened)
         }
     }
 

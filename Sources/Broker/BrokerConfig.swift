@@ -188,8 +188,8 @@ public struct BrokerConfig: Sendable {
         guard (0...Int32(UInt16.max)).contains(advertisedPort) else {
             throw TopicConfigError("advertised port \(advertisedPort) must be in 0...65535 (0: the port bound)")
         }
-        guard (1...100_000).contains(defaultPartitions) else {
-            throw TopicConfigError("default partitions \(defaultPartitions) must be in 1...100000")
+        guard (1...Broker.partitionsMax).contains(defaultPartitions) else {
+            throw TopicConfigError("default partitions \(defaultPartitions) must be in 1...\(Broker.partitionsMax)")
         }
         guard retentionCheckIntervalMs >= 1 else {
             throw TopicConfigError("retention check interval must be >= 1 ms")

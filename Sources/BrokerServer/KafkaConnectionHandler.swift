@@ -77,8 +77,16 @@ final class KafkaConnectionHandler: ChannelInboundHandler {
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        // The frame decoder refuses negative and oversize frames here.
-        close(context: context, reason: "\(error)")
+        if error is KafkaProtocolError {
+            // The frame decoder refuses negative and oversize frames here.
+            close(context: context, reason: "\(error)")
+        } else {
+            // The peer went away (reset, broken pipe): not the client's fault worth a warning.
+            logger.debug("connection error: \(error)")
+            closing = true
+            pending.removeAll()
+            context.close(promise: nil)
+        }
     }
 
     private func enqueue() -> Int {

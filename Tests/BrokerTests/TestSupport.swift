@@ -178,7 +178,7 @@ final class BrokerProcess {
 final class RawConnection {
     let fd: Int32
 
-    init(port: Int) throws {
+    init(port: Int, timeoutSeconds: Int = 10) throws {
         fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { throw TestFailure("socket: errno \(errno)") }
         var address = sockaddr_in()
@@ -191,7 +191,7 @@ final class RawConnection {
             }
         }
         guard result == 0 else { throw TestFailure("connect: errno \(errno)") }
-        var timeout = timeval(tv_sec: 10, tv_usec: 0)
+        var timeout = timeval(tv_sec: timeoutSeconds, tv_usec: 0)
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
     }
 
