@@ -101,12 +101,12 @@ final class PartitionEngine {
         let (log, report) = try PartitionLog.open(
             directory: directory, config: config, io: environment.fileIO, now: environment.clock.now())
         self.log = log
-        // Whatever recovery kept was either fsynced or is about to be: flush before serving it.
+        // Nothing is readable until a flush (on the blocking pool, like every other one)
+        // has made the opened log durable, e.g. a new segment file and its directory entry.
         self.highWatermark = log.logStartOffset
         if !report.wasClean { logger.notice("partition recovered: \(report)") }
         try rebuildProducerState()
-        try log.flush()
-        highWatermark = log.durableEndOffset
+        startFlushIfNeeded()
         logger.debug(
             "partition open",
             metadata: [
@@ -144,7 +144,7 @@ final class PartitionEngine {
         loop.preconditionInEventLoop()
         guard !isClosed else { return loop.makeSucceededFuture(.failure(.unknownTopicOrPartition)) }
         guard log.failure == nil else { return loop.makeSucceededFuture(.failure(.kafkaStorageError)) }
-        let idempotent = header.producerId >= 0
+        let idempotent = header.producerId >= 0 && header.baseSequence >= 0
         let lastSequence = ProducerStateTable.lastSequence(
             first: header.baseSequence, lastOffsetDelta: header.lastOffsetDelta)
         if idempotent {

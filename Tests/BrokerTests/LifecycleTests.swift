@@ -107,11 +107,12 @@ final class LifecycleTests: XCTestCase {
             XCTAssertEqual(answer.responses.first?.partitionResponses.first?.errorCode, ErrorCode.none)
         }
         XCTAssertEqual(try offset(connection, "short", 0, at: -1), 80)
-        try waitUntil("retention to move the log start", seconds: 20) {
-            try offset(connection, "short", 0, at: -2) > 0
+        // One batch (about 720 bytes) per segment; retention keeps about 2048 bytes of whole segments.
+        try waitUntil("retention to move the log start past 60", seconds: 20) {
+            try offset(connection, "short", 0, at: -2) >= 60
         }
         let start = try offset(connection, "short", 0, at: -2)
-        XCTAssertGreaterThanOrEqual(start, 60, "at most about retention.bytes is kept")
+        XCTAssertLessThan(start, 80, "the active segment is never deleted")
         let fetch = FetchRequest(
             replicaId: -1, maxWaitMs: 0, minBytes: 0, maxBytes: 1 << 20, isolationLevel: 0, sessionId: 0,
             sessionEpoch: -1,
@@ -126,7 +127,7 @@ final class LifecycleTests: XCTestCase {
             ], forgottenTopicsData: [], rackId: "")
         let answer = try connection.roundTrip(fetch, version: 11)
         XCTAssertEqual(answer.responses.first?.partitions.first?.errorCode, .offsetOutOfRange)
-        XCTAssertEqual(answer.responses.first?.partitions.first?.logStartOffset, start)
+        XCTAssertGreaterThanOrEqual(try XCTUnwrap(answer.responses.first?.partitions.first?.logStartOffset), start)
         XCTAssertTrue(broker.log.contains("retention deleted"), broker.log)
         XCTAssertEqual(try broker.stop(), 0, broker.log)
     }
