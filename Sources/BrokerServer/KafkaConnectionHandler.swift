@@ -10,18 +10,22 @@ import NIOCore
 ///
 /// Bad input (an undecodable frame, an unknown API key, an unsupported version of an API
 /// other than ApiVersions, a truncated body) closes this connection with one log line.
-/// At most `pipelinedRequestsMax` requests wait for their answers; beyond that the
-/// connection stops reading until answers go out.
+/// At most `pipelinedRequestsMax` requests, or `pipelinedBytesMax` bytes of them, wait
+/// for their answers; beyond that the connection stops reading until answers go out.
 final class KafkaConnectionHandler: ChannelInboundHandler {
     typealias InboundIn = ByteBuffer
     typealias OutboundOut = IOData
 
     static let pipelinedRequestsMax = 128
+    static let pipelinedBytesMax = 64 * 1024 * 1024
 
     private let broker: Broker
     private var logger: Logger
     /// Answers in request order; nil until the broker has answered.
     private var pending = CircularBuffer<BrokerResponse?>()
+    /// The request bytes of each pending answer, in the same order.
+    private var pendingBytes = CircularBuffer<Int>()
+    private var pendingBytesTotal = 0
     /// The sequence number of `pending.first`.
     private var headSequence = 0
     private var closing = false
@@ -41,7 +45,7 @@ final class KafkaConnectionHandler: ChannelInboundHandler {
     func channelInactive(context: ChannelHandlerContext) {
         logger.debug("connection closed")
         closing = true
-        pending.removeAll()
+        dropPending()
         context.fireChannelInactive()
     }
 
@@ -55,7 +59,7 @@ final class KafkaConnectionHandler: ChannelInboundHandler {
             switch error {
             case .answerUnsupportedVersion(let header):
                 let answer = KafkaResponseEncoder.unsupportedApiVersionsFrame(correlationId: header.correlationId)
-                let sequence = enqueue()
+                let sequence = enqueue(bytes: frame.readableBytes)
                 complete(sequence, with: .frame(answer), context: context)
             case .closeConnection(let header, let reason):
                 let what = header.map { "\($0.apiKey) v\($0.apiVersion) correlation \($0.correlationId): " } ?? ""
@@ -63,8 +67,8 @@ final class KafkaConnectionHandler: ChannelInboundHandler {
             }
             return
         }
-        let sequence = enqueue()
-        if pending.count >= Self.pipelinedRequestsMax, !readingPaused {
+        let sequence = enqueue(bytes: frame.readableBytes)
+        if pending.count >= Self.pipelinedRequestsMax || pendingBytesTotal >= Self.pipelinedBytesMax, !readingPaused {
             readingPaused = true
             _ = try? context.channel.syncOptions?.setOption(.autoRead, value: false)
         }
@@ -84,13 +88,21 @@ final class KafkaConnectionHandler: ChannelInboundHandler {
             // The peer went away (reset, broken pipe): not the client's fault worth a warning.
             logger.debug("connection error: \(error)")
             closing = true
-            pending.removeAll()
+            dropPending()
             context.close(promise: nil)
         }
     }
 
-    private func enqueue() -> Int {
+    private func dropPending() {
+        pending.removeAll()
+        pendingBytes.removeAll()
+        pendingBytesTotal = 0
+    }
+
+    private func enqueue(bytes: Int) -> Int {
         pending.append(nil)
+        pendingBytes.append(bytes)
+        pendingBytesTotal += bytes
         return headSequence + pending.count - 1
     }
 
@@ -102,6 +114,7 @@ final class KafkaConnectionHandler: ChannelInboundHandler {
         var wrote = false
         while let first = pending.first, let response = first {
             pending.removeFirst()
+            pendingBytesTotal -= pendingBytes.removeFirst()
             headSequence += 1
             switch response {
             case .frame(let buffer):
@@ -119,7 +132,9 @@ final class KafkaConnectionHandler: ChannelInboundHandler {
             }
         }
         if wrote { context.flush() }
-        if readingPaused, pending.count < Self.pipelinedRequestsMax / 2 {
+        if readingPaused, pending.count < Self.pipelinedRequestsMax / 2,
+            pendingBytesTotal < Self.pipelinedBytesMax / 2
+        {
             readingPaused = false
             _ = try? context.channel.syncOptions?.setOption(.autoRead, value: true)
         }
@@ -164,7 +179,7 @@ final class KafkaConnectionHandler: ChannelInboundHandler {
         guard !closing else { return }
         closing = true
         logger.warning("closing connection: \(reason)")
-        pending.removeAll()
+        dropPending()
         context.close(promise: nil)
     }
 }
