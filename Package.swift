@@ -173,6 +173,15 @@ let package = Package(
             ]
         ),
         .testTarget(
+            name: "KeelCommandTests",
+            dependencies: [
+                "keel",
+                "LogStorage",
+                "Records",
+                .product(name: "NIOCore", package: "swift-nio"),
+            ]
+        ),
+        .testTarget(
             name: "LogStorageTests",
             dependencies: [
                 "Records",

@@ -6,7 +6,7 @@ struct Keel: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "keel",
         abstract: "Keel: a distributed replicated log that speaks the Kafka protocol.",
-        subcommands: [LogCommand.self]
+        subcommands: [LogCommand.self, BenchCommand.self]
     )
 }
 
