@@ -19,6 +19,9 @@ public struct Progress: Sendable, Equatable {
     public internal(set) var next: LogIndex
     /// The sending mode.
     public internal(set) var mode: Mode
+    /// The highest commit index sent along with entries the follower can hold (the follower's commit, as far as
+    /// the leader knows); a leader sends an empty append when its commit index is ahead of it.
+    var sentCommit: LogIndex
     /// Whether the follower answered since the last check-quorum round.
     var recentActive: Bool
     /// Ticks since the last append answer while something was outstanding.
@@ -31,6 +34,7 @@ public struct Progress: Sendable, Equatable {
         match = .none
         self.next = next
         mode = .probe(paused: false)
+        sentCommit = .none
         recentActive = false
         stalledTicks = 0
         inflights = []

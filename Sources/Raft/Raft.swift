@@ -72,7 +72,8 @@ public struct RaftNode<Payload: RaftPayload>: Sendable {
     public private(set) var role: Role
     /// The highest index known committed; never moves back during the node's life.
     public private(set) var commitIndex: LogIndex
-    /// The highest index of this node's log known durable (and still part of the log).
+    /// The highest index of this node's log known durable (and still part of the log); below the log start
+    /// while a log reset is not yet durable.
     public private(set) var persistedIndex: LogIndex
 
     private var overlay = LogOverlay<Payload>()
@@ -189,6 +190,13 @@ public struct RaftNode<Payload: RaftPayload>: Sendable {
         for peer in peers { sendAppends(to: peer, log) }
     }
 
+    /// Starts an election now, as if the election timeout had passed (with a pre-vote first). A leader ignores it.
+    public mutating func campaign(log: some RaftLogReader<Payload>) {
+        guard !isLeader else { return }
+        electionElapsedTicks = 0
+        startPreVote(log)
+    }
+
     /// Proposes a payload; the leader assigns it the next `recordCount` indexes and returns that range.
     @discardableResult
     public mutating func propose(
@@ -209,14 +217,22 @@ public struct RaftNode<Payload: RaftPayload>: Sendable {
     /// Starts handing leadership to `target`: catch it up, then tell it to campaign at once. Proposals are refused
     /// until the transfer ends (the target wins, or an election timeout passes).
     public mutating func transferLeadership(to target: NodeID, log: some RaftLogReader<Payload>) throws(TransferError) {
-        guard case .leader(var state) = role else { throw .notLeader }
-        guard target != id, configuration.voters.contains(target), let progress = state.progress[target] else {
+        guard case .leader = role else { throw .notLeader }
+        var state = takeLeaderState()
+        guard target != id, configuration.voters.contains(target), var progress = state.progress[target] else {
+            role = .leader(state)
             throw .unknownTarget
         }
         state.transferTarget = target
         state.transferElapsedTicks = 0
+        let caughtUp = progress.match == lastIndex(log)
+        if !caughtUp, case .replicate = progress.mode {
+            // Appends to the target may have been lost; a transfer is rare, so probe again rather than wait.
+            progress.becomeProbe()
+            state.progress[target] = progress
+        }
         role = .leader(state)
-        if progress.match == lastIndex(log) {
+        if caughtUp {
             send(to: target, .timeoutNow)
         } else {
             sendAppends(to: target, log)
@@ -540,7 +556,9 @@ public struct RaftNode<Payload: RaftPayload>: Sendable {
             return  // stale: our log starts later than the leader's; the leader will probe again
         }
         overlay.reset(start: start, prevTerm: prevTerm)
-        persistedIndex = min(persistedIndex, before)
+        // Nothing of the old log survives a reset, not even below `start`: until the reset itself is durable, a
+        // crash brings the old log back, so nothing may be acknowledged (found by simulation seed 5807, 5 nodes).
+        persistedIndex = min(persistedIndex, before - 1)
         advanceCommit(to: before)
         acknowledge(leader: leader, matched: before)
     }
@@ -636,12 +654,13 @@ public struct RaftNode<Payload: RaftPayload>: Sendable {
                 ? overlay.entries(from: progress.next, countMax: configuration.appendEntriesCountMax,
                                   bytesMax: configuration.appendBytesMax, log)
                 : []
-            guard !entries.isEmpty || allowEmpty else { return }
+            guard !entries.isEmpty || allowEmpty || progress.sentCommit < commitIndex else { return }
             allowEmpty = false
             let prevLastIndex = entries.first.map { $0.firstIndex - 1 } ?? last
             guard let prevTerm = term(at: prevLastIndex, log) else { preconditionFailure("prev term unknown") }
             send(to: peer, .append(prevLastIndex: prevLastIndex, prevTerm: prevTerm, entries: entries,
                                    leaderCommit: commitIndex))
+            progress.sentCommit = max(progress.sentCommit, min(commitIndex, entries.last?.lastIndex ?? last))
             switch progress.mode {
             case .probe:
                 progress.mode = .probe(paused: true)
@@ -734,7 +753,7 @@ public struct RaftNode<Payload: RaftPayload>: Sendable {
 
     /// Tells followers about a new commit index right away (an empty append where nothing else is due).
     private mutating func broadcastCommit(_ log: some RaftLogReader<Payload>) {
-        for peer in peers { sendAppends(to: peer, log, allowEmpty: true) }
+        for peer in peers { sendAppends(to: peer, log) }
     }
 
     private mutating func send(to peer: NodeID, _ kind: MessageKind<Payload>) {

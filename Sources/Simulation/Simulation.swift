@@ -20,22 +20,25 @@ public struct SimulationOptions: Sendable {
     public var faultTicks = 400
     /// Ticks the liveness phase may take to elect a leader and commit a new batch on every node.
     public var livenessTicksMax = 400
+    /// When set, each seed draws every fault rate and delay below uniformly from zero (or one) up to the value
+    /// given, so that a budget of seeds covers calm and stormy runs alike.
+    public var varyFaultsPerSeed = true
     /// Chance that a message is lost.
-    public var lossPercentPerMessage = 5
+    public var lossPercentPerMessage = 20
     /// Chance that a message is delivered twice.
-    public var duplicatePercentPerMessage = 3
+    public var duplicatePercentPerMessage = 10
     /// Network delay of a message: 1 to this many ticks (so messages overtake each other).
-    public var delayTicksMax = 3
+    public var delayTicksMax = 6
     /// Delay of an fsync: 0 to this many ticks.
-    public var fsyncDelayTicksMax = 3
-    /// Chance per tick that an up node crashes (only up nodes count; at most a minority is down at a time).
-    public var crashPercentPerTick = 1
+    public var fsyncDelayTicksMax = 8
+    /// Chance per tick that an up node crashes.
+    public var crashPercentPerTick = 5
     /// Ticks a crashed node stays down: 1 to this many.
     public var downTicksMax = 60
     /// Chance per tick that the network changes (a new partition, a one-way cut, or healing).
-    public var partitionPercentPerTick = 2
+    public var partitionPercentPerTick = 5
     /// Chance per tick that a client proposes a batch to some node.
-    public var proposePercentPerTick = 30
+    public var proposePercentPerTick = 40
     /// Chance per tick that a leader is asked to transfer its leadership.
     public var transferPercentPerTick = 1
     /// Chance per tick that retention removes a committed prefix of some node's log.

@@ -25,7 +25,8 @@ struct EntryFacts: Equatable {
 
 final class World {
     let seed: UInt64
-    let options: SimulationOptions
+    /// The options with this seed's fault profile applied.
+    var options: SimulationOptions
     let trace: ((String) -> Void)?
     var random: SeededRandom
     var nodes: [SimNode]
@@ -50,6 +51,19 @@ final class World {
         nodes = (1...options.nodeCount).map { SimNode(id: NodeID(UInt64($0))) }
         blocked = Array(repeating: Array(repeating: false, count: options.nodeCount), count: options.nodeCount)
         result = SimulationResult(seed: seed)
+        let base = options
+        if options.varyFaultsPerSeed {
+            // Each seed draws its own weather, from calm to stormy, up to the given maxima.
+            self.options.lossPercentPerMessage = uniform(0...base.lossPercentPerMessage)
+            self.options.duplicatePercentPerMessage = uniform(0...base.duplicatePercentPerMessage)
+            self.options.delayTicksMax = uniform(1...base.delayTicksMax)
+            self.options.fsyncDelayTicksMax = uniform(0...base.fsyncDelayTicksMax)
+            self.options.crashPercentPerTick = uniform(0...base.crashPercentPerTick)
+            self.options.downTicksMax = uniform(1...base.downTicksMax)
+            self.options.partitionPercentPerTick = uniform(0...base.partitionPercentPerTick)
+            self.options.proposePercentPerTick = uniform(5...base.proposePercentPerTick)
+            self.options.retentionPercentPerTick = uniform(0...base.retentionPercentPerTick)
+        }
         for k in nodes.indices { start(k) }
     }
 
