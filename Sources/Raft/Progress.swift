@@ -159,7 +159,9 @@ struct LogOverlay<Payload: RaftPayload>: Sendable {
     }
 
     /// Layers a new write over the pending one.
-    mutating func write(truncateAfter index: LogIndex?, entries new: [Entry<Payload>], _ log: some RaftLogReader<Payload>) {
+    mutating func write(
+        truncateAfter index: LogIndex?, entries new: [Entry<Payload>], _ log: some RaftLogReader<Payload>
+    ) {
         if let index {
             if let first = entries.first, index >= first.firstIndex - 1 {
                 entries.removeAll { $0.lastIndex > index }

@@ -64,6 +64,8 @@ public enum TransferError: Error, Equatable, Sendable {
 public struct RaftNode<Payload: RaftPayload>: Sendable {
     /// Limits, timings and the voters.
     public let configuration: RaftConfiguration
+    /// The other voters, sorted: every loop over followers walks this array, never a dictionary.
+    private let peers: [NodeID]
     /// The current term.
     public private(set) var term: Term
     /// The vote cast in the current term.
@@ -107,9 +109,11 @@ public struct RaftNode<Payload: RaftPayload>: Sendable {
 
     /// A node restarted from what the shell kept: the durable hard state and the recovered log. The commit index
     /// restarts at the entry before the log start (retention only removes committed entries).
-    public init(configuration: RaftConfiguration, hardState: HardState, log: some RaftLogReader<Payload>, seed: UInt64) {
+    public init(configuration: RaftConfiguration, hardState: HardState, log: some RaftLogReader<Payload>, seed: UInt64)
+    {
         configuration.validate()
         self.configuration = configuration
+        peers = configuration.voters.filter { $0 != configuration.id }
         term = hardState.term
         votedFor = hardState.votedFor
         role = .follower(leader: nil)
@@ -206,8 +210,9 @@ public struct RaftNode<Payload: RaftPayload>: Sendable {
         guard state.transferTarget == nil else { throw .transferInProgress }
         precondition(payload.recordCount >= 1, "a batch holds at least one record")
         let first = lastIndex(log) + 1
-        let entry = Entry(term: term, firstIndex: first, lastIndex: first + Int64(payload.recordCount - 1),
-                          content: .data(payload))
+        let entry = Entry(
+            term: term, firstIndex: first, lastIndex: first + Int64(payload.recordCount - 1),
+            content: .data(payload))
         overlay.write(truncateAfter: nil, entries: [entry], log)
         maybeCommit(log)  // a group of one commits as soon as the entry is durable; this is a no-op otherwise
         for peer in peers { sendAppends(to: peer, log) }
@@ -321,8 +326,9 @@ public struct RaftNode<Payload: RaftPayload>: Sendable {
             }
         case .append(let prevLastIndex, let prevTerm, let entries, let leaderCommit):
             followLeader(message.from)
-            handleAppend(from: message.from, prevLastIndex: prevLastIndex, prevTerm: prevTerm, entries: entries,
-                         leaderCommit: leaderCommit, log)
+            handleAppend(
+                from: message.from, prevLastIndex: prevLastIndex, prevTerm: prevTerm, entries: entries,
+                leaderCommit: leaderCommit, log)
         case .heartbeat(let commit):
             followLeader(message.from)
             advanceCommit(to: min(commit, lastIndex(log)))
@@ -340,8 +346,6 @@ public struct RaftNode<Payload: RaftPayload>: Sendable {
     }
 
     // MARK: - Elections
-
-    private var peers: [NodeID] { configuration.voters.filter { $0 != id } }
 
     /// True while a leader is known and was heard from within the minimum election timeout.
     private var inLease: Bool {
@@ -394,8 +398,10 @@ public struct RaftNode<Payload: RaftPayload>: Sendable {
         let lastIndex = lastIndex(log)
         let lastTerm = lastTerm(log)
         for peer in peers {
-            outbox.append(Message(from: id, to: peer, term: term.next,
-                                  kind: .preVoteRequest(lastIndex: lastIndex, lastTerm: lastTerm)))
+            outbox.append(
+                Message(
+                    from: id, to: peer, term: term.next,
+                    kind: .preVoteRequest(lastIndex: lastIndex, lastTerm: lastTerm)))
         }
     }
 
@@ -446,8 +452,10 @@ public struct RaftNode<Payload: RaftPayload>: Sendable {
         let upToDate = lastTerm > ourLastTerm || (lastTerm == ourLastTerm && lastIndex >= self.lastIndex(log))
         if canVote && upToDate {
             if pre {
-                outbox.append(Message(from: id, to: message.from, term: message.term,
-                                      kind: .preVoteResponse(granted: true)))
+                outbox.append(
+                    Message(
+                        from: id, to: message.from, term: message.term,
+                        kind: .preVoteResponse(granted: true)))
             } else {
                 votedFor = message.from
                 hardStateChanged = true
@@ -510,9 +518,14 @@ public struct RaftNode<Payload: RaftPayload>: Sendable {
             prevTerm = committedTerm
         }
         guard let ourTerm = term(at: prevLastIndex, log), ourTerm == prevTerm else {
-            let (hintIndex, hintTerm) = lastIndex(atOrBefore: min(prevLastIndex, lastIndex(log)), termAtMost: prevTerm, log)
-            send(to: leader, .appendResponse(.rejected(prevLastIndex: prevLastIndex, hintIndex: hintIndex,
-                                                       hintTerm: hintTerm)))
+            let (hintIndex, hintTerm) = lastIndex(
+                atOrBefore: min(prevLastIndex, lastIndex(log)), termAtMost: prevTerm, log)
+            send(
+                to: leader,
+                .appendResponse(
+                    .rejected(
+                        prevLastIndex: prevLastIndex, hintIndex: hintIndex,
+                        hintTerm: hintTerm)))
             return
         }
         var lastNew = prevLastIndex
@@ -650,16 +663,21 @@ public struct RaftNode<Payload: RaftPayload>: Sendable {
                 progress.stalledTicks = 0
                 return
             }
-            let entries = progress.next <= last
-                ? overlay.entries(from: progress.next, countMax: configuration.appendEntriesCountMax,
-                                  bytesMax: configuration.appendBytesMax, log)
+            let entries =
+                progress.next <= last
+                ? overlay.entries(
+                    from: progress.next, countMax: configuration.appendEntriesCountMax,
+                    bytesMax: configuration.appendBytesMax, log)
                 : []
             guard !entries.isEmpty || allowEmpty || progress.sentCommit < commitIndex else { return }
             allowEmpty = false
             let prevLastIndex = entries.first.map { $0.firstIndex - 1 } ?? last
             guard let prevTerm = term(at: prevLastIndex, log) else { preconditionFailure("prev term unknown") }
-            send(to: peer, .append(prevLastIndex: prevLastIndex, prevTerm: prevTerm, entries: entries,
-                                   leaderCommit: commitIndex))
+            send(
+                to: peer,
+                .append(
+                    prevLastIndex: prevLastIndex, prevTerm: prevTerm, entries: entries,
+                    leaderCommit: commitIndex))
             progress.sentCommit = max(progress.sentCommit, min(commitIndex, entries.last?.lastIndex ?? last))
             switch progress.mode {
             case .probe:

@@ -3,7 +3,8 @@ import Raft
 
 /// `3...5@2` (records 3 to 5, term 2), `7@3 LC` for a leader-change no-op.
 public func describe<P: RaftPayload>(_ entry: Entry<P>) -> String {
-    let range = entry.firstIndex == entry.lastIndex
+    let range =
+        entry.firstIndex == entry.lastIndex
         ? "\(entry.firstIndex)" : "\(entry.firstIndex)...\(entry.lastIndex)"
     switch entry.content {
     case .data: return "\(range)@\(entry.term)"

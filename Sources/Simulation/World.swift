@@ -153,7 +153,9 @@ final class World {
             var target = uniform(0...nodes.count - 2)
             if target >= k { target += 1 }
             var raft = nodes[k].raft!
-            let outcome = Result { () throws(TransferError) in try raft.transferLeadership(to: nodes[target].id, log: nodes[k].log) }
+            let outcome = Result { () throws(TransferError) in
+                try raft.transferLeadership(to: nodes[target].id, log: nodes[k].log)
+            }
             nodes[k].raft = raft
             log("n\(nodes[k].id) transfers leadership to n\(nodes[target].id): \(outcome)")
             try process(k)
@@ -285,7 +287,8 @@ final class World {
             try register(write.entries, in: node)
             if !node.syncPending {
                 node.syncPending = true
-                queue.push(.sync(node: k, incarnation: node.incarnation), at: now + uniform(0...options.fsyncDelayTicksMax))
+                queue.push(
+                    .sync(node: k, incarnation: node.incarnation), at: now + uniform(0...options.fsyncDelayTicksMax))
             }
         }
         for message in ready.messages { send(message) }
@@ -306,9 +309,10 @@ final class World {
             let key = EntryKey(lastIndex: entry.lastIndex, term: entry.term)
             if let known = registry[key] {
                 guard known == facts else {
-                    throw InvariantViolation(message: "log matching: n\(node.id) holds \(describe(entry)) "
-                        + "after term \(prevTerm), elsewhere it starts at \(known.firstIndex) with #\(known.content) "
-                        + "after term \(known.prevTerm)")
+                    throw InvariantViolation(
+                        message: "log matching: n\(node.id) holds \(describe(entry)) after term \(prevTerm), "
+                            + "elsewhere it starts at \(known.firstIndex) with #\(known.content) "
+                            + "after term \(known.prevTerm)")
                 }
             } else {
                 registry[key] = facts
@@ -326,10 +330,12 @@ final class World {
     /// Commit index never moves back; committed entries never change; later leaders hold them.
     func checkCommit(_ node: SimNode, to commit: LogIndex, term: Term) throws(InvariantViolation) {
         guard commit > node.commitIndex else {
-            throw InvariantViolation(message: "n\(node.id) commit index moved back from \(node.commitIndex) to \(commit)")
+            throw InvariantViolation(
+                message: "n\(node.id) commit index moved back from \(node.commitIndex) to \(commit)")
         }
         guard commit <= node.log.lastIndex else {
-            throw InvariantViolation(message: "n\(node.id) commits \(commit) beyond its last index \(node.log.lastIndex)")
+            throw InvariantViolation(
+                message: "n\(node.id) commits \(commit) beyond its last index \(node.log.lastIndex)")
         }
         let from = max(node.commitIndex + 1, node.log.firstIndex)
         node.commitIndex = commit
@@ -339,15 +345,17 @@ final class World {
         while position < node.log.entries.count, node.log.entries[position].lastIndex <= commit {
             let entry = node.log.entries[position]
             for offset in max(from, entry.firstIndex).value...entry.lastIndex.value {
-                let record = CommittedRecord(term: entry.term, lastIndex: entry.lastIndex, content: contentID(entry),
-                                             commitTerm: term)
+                let record = CommittedRecord(
+                    term: entry.term, lastIndex: entry.lastIndex, content: contentID(entry),
+                    commitTerm: term)
                 while committed.count <= Int(offset) { committed.append(nil) }
                 if let known = committed[Int(offset)] {
                     guard known.term == record.term, known.lastIndex == record.lastIndex,
                         known.content == record.content
                     else {
-                        throw InvariantViolation(message: "committed offset \(offset) changed: n\(node.id) commits "
-                            + "\(describe(entry)), before it was #\(known.content) of term \(known.term)")
+                        throw InvariantViolation(
+                            message: "committed offset \(offset) changed: n\(node.id) commits "
+                                + "\(describe(entry)), before it was #\(known.content) of term \(known.term)")
                     }
                     if term < known.commitTerm { committed[Int(offset)]!.commitTerm = term }
                 } else {
@@ -372,8 +380,9 @@ final class World {
             node.log.entries[position].lastIndex == record.lastIndex,
             contentID(node.log.entries[position]) == record.content
         else {
-            throw InvariantViolation(message: "leader completeness: leader n\(node.id) lacks committed offset "
-                + "\(offset) (#\(record.content) of term \(record.term), committed in term \(record.commitTerm))")
+            throw InvariantViolation(
+                message: "leader completeness: leader n\(node.id) lacks committed offset "
+                    + "\(offset) (#\(record.content) of term \(record.term), committed in term \(record.commitTerm))")
         }
     }
 
@@ -430,10 +439,13 @@ final class World {
         }
         let status = nodes.map { node in
             guard let raft = node.raft else { return "n\(node.id) down" }
-            return "n\(node.id) \(raft.role.name) term \(raft.term) commit \(raft.commitIndex) log \(describe(node.log))"
+            return
+                "n\(node.id) \(raft.role.name) term \(raft.term) commit \(raft.commitIndex) log \(describe(node.log))"
         }
-        throw InvariantViolation(message: "liveness: no batch committed on every node within "
-            + "\(options.livenessTicksMax) ticks after healing (elected: \(elected)); " + status.joined(separator: "; "))
+        throw InvariantViolation(
+            message: "liveness: no batch committed on every node within "
+                + "\(options.livenessTicksMax) ticks after healing (elected: \(elected)); "
+                + status.joined(separator: "; "))
     }
 
     func holds(_ node: SimNode, _ id: UInt64, _ last: LogIndex) -> Bool {

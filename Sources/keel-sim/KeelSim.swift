@@ -51,14 +51,17 @@ struct KeelSim: ParsableCommand {
 
     func report(_ results: [SimulationResult], options: SimulationOptions) {
         let failures = results.filter { $0.failure != nil }
-        print("runs \(results.count), nodes \(options.nodeCount), ticks \(results.reduce(0) { $0 + $1.ticks }), "
-            + "elections \(results.reduce(0) { $0 + $1.elections }), "
-            + "commits \(results.reduce(0) { $0 + $1.commits }), "
-            + "max ticks to elect after healing \(results.map(\.ticksToElect).max() ?? 0), "
-            + "failures \(failures.count)")
+        print(
+            "runs \(results.count), nodes \(options.nodeCount), ticks \(results.reduce(0) { $0 + $1.ticks }), "
+                + "elections \(results.reduce(0) { $0 + $1.elections }), "
+                + "commits \(results.reduce(0) { $0 + $1.commits }), "
+                + "max ticks to elect after healing \(results.map(\.ticksToElect).max() ?? 0), "
+                + "failures \(failures.count)")
         for failure in failures.prefix(10) {
             print("FAILED seed \(failure.seed): \(failure.failure ?? "")")
-            print("  replay: keel-sim --seed \(failure.seed) --nodes \(options.nodeCount) --steps \(options.faultTicks) --trace")
+            print(
+                "  replay: keel-sim --seed \(failure.seed) --nodes \(options.nodeCount) "
+                    + "--steps \(options.faultTicks) --trace")
             for line in Simulation.traceTail(seed: failure.seed, options: options, count: 25) { print("  | \(line)") }
         }
     }

@@ -68,8 +68,10 @@ final class Interaction {
             }
             let voters = (1...count).map { NodeID(UInt64($0)) }
             nodes = voters.map {
-                Node(configuration: RaftConfiguration(id: $0, voters: voters, appendEntriesCountMax: batch,
-                                                      inflightAppendsMax: inflight))
+                Node(
+                    configuration: RaftConfiguration(
+                        id: $0, voters: voters, appendEntriesCountMax: batch,
+                        inflightAppendsMax: inflight))
             }
             blocked = Array(repeating: Array(repeating: false, count: count), count: count)
             for k in nodes.indices { start(k) }
@@ -86,9 +88,11 @@ final class Interaction {
                 }
                 let parts = spec.split(separator: "x")
                 let records = Int(parts[1])!
-                write.append(Entry(term: Term(UInt64(parts[0])!), firstIndex: next,
-                                   lastIndex: next + Int64(records - 1),
-                                   content: .data(SimPayload(id: nextPayloadID, recordCount: records))))
+                write.append(
+                    Entry(
+                        term: Term(UInt64(parts[0])!), firstIndex: next,
+                        lastIndex: next + Int64(records - 1),
+                        content: .data(SimPayload(id: nextPayloadID, recordCount: records))))
                 nextPayloadID += 1
                 next = next + Int64(records)
             }
@@ -190,8 +194,9 @@ final class Interaction {
     private func start(_ k: Int) {
         let node = nodes[k]
         node.log = node.durableLog
-        node.raft = RaftNode(configuration: node.configuration, hardState: node.hardState, log: node.log,
-                             seed: UInt64(k + 1))
+        node.raft = RaftNode(
+            configuration: node.configuration, hardState: node.hardState, log: node.log,
+            seed: UInt64(k + 1))
     }
 
     private func status(_ k: Int) {
@@ -204,8 +209,9 @@ final class Interaction {
         guard case .leader(let state) = raft.role else { return }
         for peer in raft.configuration.voters where peer != raft.id {
             guard let progress = state.progress[peer] else { continue }
-            say("  n\(peer): match \(progress.match) next \(progress.next) \(progress.mode) "
-                + "inflight \(progress.inflightCount)")
+            say(
+                "  n\(peer): match \(progress.match) next \(progress.next) \(progress.mode) "
+                    + "inflight \(progress.inflightCount)")
         }
     }
 

@@ -40,11 +40,13 @@ final class SimulationTests: XCTestCase {
             commits += result.commits
             if let failure = result.failure {
                 let tail = Simulation.traceTail(seed: seed, options: options, count: 40).joined(separator: "\n")
-                XCTFail("seed \(seed) (\(nodeCount) nodes) failed: \(failure)\n"
-                    + "replay: keel-sim --seed \(seed) --nodes \(nodeCount) --trace\n\(tail)")
+                XCTFail(
+                    "seed \(seed) (\(nodeCount) nodes) failed: \(failure)\n"
+                        + "replay: keel-sim --seed \(seed) --nodes \(nodeCount) --trace\n\(tail)")
                 return
             }
         }
-        print("simulation: \(count) seeds of \(nodeCount) nodes, \(elections) elections, \(commits) commits, no failure")
+        print(
+            "simulation: \(count) seeds of \(nodeCount) nodes, \(elections) elections, \(commits) commits, no failure")
     }
 }
