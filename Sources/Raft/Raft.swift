@@ -566,7 +566,11 @@ public struct RaftNode<Payload: RaftPayload>: Sendable {
             }
             precondition(before > commitIndex, "a log reset contradicts node \(id)'s committed entries")
         } else if before < firstIndex(log) - 1 {
-            return  // stale: our log starts later than the leader's; the leader will probe again
+            // Our log already starts past the leader's (our own retention, or an earlier reset): we hold more than
+            // the leader believes. Our committed prefix is in every later leader's log, so say how far it reaches;
+            // ignoring the reset left the leader resetting forever (found by simulation seed 291, 3 nodes).
+            acknowledge(leader: leader, matched: commitIndex)
+            return
         }
         overlay.reset(start: start, prevTerm: prevTerm)
         // Nothing of the old log survives a reset, not even below `start`: until the reset itself is durable, a

@@ -42,7 +42,7 @@ public struct SimulationOptions: Sendable {
     /// Chance per tick that a leader is asked to transfer its leadership.
     public var transferPercentPerTick = 1
     /// Chance per tick that retention removes a committed prefix of some node's log.
-    public var retentionPercentPerTick = 2
+    public var retentionPercentPerTick = 4
     /// Window of in-flight appends per follower given to every node.
     public var inflightAppendsMax = 3
 

@@ -212,7 +212,8 @@ final class World {
         let limit = min(raft.commitIndex, node.log.lastIndex)
         let candidates = node.log.entries.prefix { $0.lastIndex <= limit }
         guard !candidates.isEmpty else { return }
-        let through = candidates[uniform(0...candidates.count - 1)].lastIndex
+        // Aggressive on purpose: keep only a few recent batches, so lagging followers fall behind the log start.
+        let through = candidates[uniform(max(0, candidates.count - 8)...candidates.count - 1)].lastIndex
         node.log.removePrefix(through: through)
         node.durableLog.removePrefix(through: through)
         log("n\(node.id) retention removes the log up to \(through)")
@@ -397,6 +398,17 @@ final class World {
         leaders[raft.term] = node.id
         result.elections += 1
         log("n\(node.id) becomes leader of term \(raft.term) with log \(describe(node.log))")
+        // The no-op rule: one LEADER_CHANGE entry exactly when the log extends past the commit index, so a fresh
+        // partition starts at offset 0 with data and a quiet failover leaves no gap in the offsets.
+        if let last = node.log.entries.last, last.term == raft.term, case .leaderChange = last.content {
+            guard last.firstIndex - 1 > raft.commitIndex else {
+                throw InvariantViolation(
+                    message: "n\(node.id) appended a leader-change entry over a fully committed log")
+            }
+        } else if node.log.lastIndex != raft.commitIndex {
+            throw InvariantViolation(
+                message: "n\(node.id) leads term \(raft.term) over an uncommitted tail without a leader-change entry")
+        }
         for offset in committed.indices {
             guard let record = committed[offset], record.commitTerm < raft.term else { continue }
             try checkHolds(node, offset: Int64(offset))
