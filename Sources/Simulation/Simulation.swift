@@ -28,7 +28,7 @@ public struct SimulationOptions: Sendable {
     /// Chance that a message is delivered twice.
     public var duplicatePercentPerMessage = 10
     /// Network delay of a message: 1 to this many ticks (so messages overtake each other).
-    public var delayTicksMax = 6
+    public var delayTicksMax = 12
     /// Delay of an fsync: 0 to this many ticks.
     public var fsyncDelayTicksMax = 8
     /// Chance per tick that an up node crashes.
@@ -36,7 +36,7 @@ public struct SimulationOptions: Sendable {
     /// Ticks a crashed node stays down: 1 to this many.
     public var downTicksMax = 60
     /// Chance per tick that the network changes (a new partition, a one-way cut, or healing).
-    public var partitionPercentPerTick = 5
+    public var partitionPercentPerTick = 10
     /// Chance per tick that a client proposes a batch to some node.
     public var proposePercentPerTick = 40
     /// Chance per tick that a leader is asked to transfer its leadership.

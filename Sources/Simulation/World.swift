@@ -99,6 +99,11 @@ final class World {
 
     func index(of id: NodeID) -> Int { Int(id.value) - 1 }
 
+    /// Raft is live only while messages and fsyncs are much faster than the election timeout: the liveness
+    /// phase caps both delays at 3 ticks (the election timeout is 10 to 20).
+    var delayTicksMax: Int { calm ? min(options.delayTicksMax, 3) : options.delayTicksMax }
+    var fsyncDelayTicksMax: Int { calm ? min(options.fsyncDelayTicksMax, 3) : options.fsyncDelayTicksMax }
+
     // MARK: - Time
 
     func advance(faults: Bool) throws(InvariantViolation) {
@@ -235,9 +240,9 @@ final class World {
             log("lost: \(describe(message))")
             return
         }
-        queue.push(.deliver(message), at: now + uniform(1...options.delayTicksMax))
+        queue.push(.deliver(message), at: now + uniform(1...delayTicksMax))
         if !calm && chance(options.duplicatePercentPerMessage) {
-            queue.push(.deliver(message), at: now + uniform(1...options.delayTicksMax))
+            queue.push(.deliver(message), at: now + uniform(1...delayTicksMax))
         }
     }
 
@@ -289,7 +294,7 @@ final class World {
             if !node.syncPending {
                 node.syncPending = true
                 queue.push(
-                    .sync(node: k, incarnation: node.incarnation), at: now + uniform(0...options.fsyncDelayTicksMax))
+                    .sync(node: k, incarnation: node.incarnation), at: now + uniform(0...fsyncDelayTicksMax))
             }
         }
         for message in ready.messages { send(message) }
