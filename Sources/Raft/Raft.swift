@@ -704,46 +704,42 @@ public struct RaftNode<Payload: RaftPayload>: Sendable {
         from peer: NodeID, _ response: AppendResponse, _ log: some RaftLogReader<Payload>
     ) {
         guard case .leader = role else { return }
+        let last = lastIndex(log)
+        var backOff = LogIndex.none
+        if case .rejected(_, let hintIndex, let hintTerm) = response {
+            // Skip every entry of ours whose term is above the follower's hint: they cannot match.
+            backOff = lastIndex(atOrBefore: min(hintIndex, last), termAtMost: hintTerm, log).0 + 1
+        }
         var state = takeLeaderState()
         guard var progress = state.progress[peer] else {
             role = .leader(state)
             return
         }
         progress.recentActive = true
-        var committed = false
+        var transferNow = false
         switch response {
         case .accepted(let match):
             progress.stalledTicks = 0
-            if match > progress.match { progress.match = match }
+            progress.match = max(progress.match, match)
             progress.freeInflights(upTo: match)
             switch progress.mode {
             case .probe: progress.becomeReplicate()
             case .resetLog(let start): if progress.match >= start - 1 { progress.becomeReplicate() }
             case .replicate: progress.next = max(progress.next, progress.match + 1)
             }
-            state.progress[peer] = progress
-            role = .leader(state)
-            committed = maybeCommit(log)
-            if case .leader(var state) = role, state.transferTarget == peer, progress.match == lastIndex(log) {
-                state.transferElapsedTicks = 0
-                role = .leader(state)
-                send(to: peer, .timeoutNow)
+            transferNow = state.transferTarget == peer && progress.match == last
+            if transferNow { state.transferElapsedTicks = 0 }
+        case .rejected(let prevLastIndex, _, _):
+            // A rejection below what the follower already acknowledged is stale (reordered or duplicated).
+            if prevLastIndex >= progress.match {
+                progress.becomeProbe()
+                progress.next = max(progress.match + 1, min(backOff, prevLastIndex))
             }
-        case .rejected(let prevLastIndex, let hintIndex, let hintTerm):
-            if prevLastIndex < progress.match {
-                state.progress[peer] = progress
-                role = .leader(state)
-                return  // stale: the follower already holds more than that
-            }
-            role = .leader(state)
-            let (found, _) = lastIndex(atOrBefore: min(hintIndex, lastIndex(log)), termAtMost: hintTerm, log)
-            state = takeLeaderState()
-            progress.becomeProbe()
-            progress.next = max(progress.match + 1, min(found + 1, prevLastIndex))
-            state.progress[peer] = progress
-            role = .leader(state)
         }
-        if committed { broadcastCommit(log) }
+        state.progress[peer] = progress
+        role = .leader(state)
+        if transferNow { send(to: peer, .timeoutNow) }
+        if case .accepted = response, maybeCommit(log) { broadcastCommit(log) }
         sendAppends(to: peer, log)
     }
 
