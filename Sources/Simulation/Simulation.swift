@@ -110,6 +110,8 @@ final class SimNode {
     var restartAt: Int?
     /// The commit index seen last in this life, to check that it never moves back.
     var commitIndex = LogIndex.none
+    /// The role last written to the trace.
+    var tracedRole = ""
 
     init(id: NodeID) { self.id = id }
 }

@@ -276,6 +276,11 @@ final class World {
         guard var raft = node.raft else { return }
         let ready = raft.ready()
         node.raft = raft
+        if trace != nil {
+            let role = "\(raft.role.name) in term \(raft.term)"
+            if role != node.tracedRole { log("n\(node.id) is now \(role)") }
+            node.tracedRole = role
+        }
         if let hardState = ready.hardState {
             let old = node.durableHardState
             guard hardState.term >= old.term else {
