@@ -35,6 +35,8 @@ final class World {
     /// `blocked[from][to]`: the link from one node to another is cut.
     var blocked: [[Bool]]
     var calm = false
+    /// Whether this seed lets inputs pile up before carrying out a `Ready` (see `process`).
+    var batchReadies = false
     var result: SimulationResult
     var nextPayloadID: UInt64 = 1
 
@@ -64,6 +66,7 @@ final class World {
             self.options.proposePercentPerTick = uniform(5...base.proposePercentPerTick)
             self.options.retentionPercentPerTick = uniform(0...base.retentionPercentPerTick)
         }
+        batchReadies = chance(50)
         for k in nodes.indices { start(k) }
     }
 
@@ -121,6 +124,7 @@ final class World {
             case .sync(let k, let incarnation): try sync(k, incarnation: incarnation)
             }
         }
+        for k in nodes.indices { try processNow(k) }
         now += 1
     }
 
@@ -165,7 +169,7 @@ final class World {
             log("n\(nodes[k].id) transfers leadership to n\(nodes[target].id): \(outcome)")
             try process(k)
         }
-        if chance(options.retentionPercentPerTick) { applyRetention(uniform(0...nodes.count - 1)) }
+        if chance(options.retentionPercentPerTick) { try applyRetention(uniform(0...nodes.count - 1)) }
     }
 
     func changeNetwork() {
@@ -211,7 +215,8 @@ final class World {
     }
 
     /// Retention on one node: removes a committed, durable prefix (only when nothing is waiting for an fsync).
-    func applyRetention(_ k: Int) {
+    func applyRetention(_ k: Int) throws(InvariantViolation) {
+        try processNow(k)
         let node = nodes[k]
         guard let raft = node.raft, !node.syncPending else { return }
         let limit = min(raft.commitIndex, node.log.lastIndex)
@@ -270,8 +275,15 @@ final class World {
         try process(k)
     }
 
-    /// Carries out a node's `Ready` in the order the core requires, checking every invariant on the way.
+    /// After an input: carries out the node's `Ready` now, or (when this seed batches) sometimes later, so that
+    /// several inputs pile up in the core before the shell acts, as a busy shell would let them.
     func process(_ k: Int) throws(InvariantViolation) {
+        if batchReadies && chance(60) { return }
+        try processNow(k)
+    }
+
+    /// Carries out a node's `Ready` in the order the core requires, checking every invariant on the way.
+    func processNow(_ k: Int) throws(InvariantViolation) {
         let node = nodes[k]
         guard var raft = node.raft else { return }
         let ready = raft.ready()
