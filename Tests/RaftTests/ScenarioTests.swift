@@ -938,4 +938,67 @@ final class ScenarioTests: XCTestCase {
             n3 follower term 1 commit -1 log empty
             """)
     }
+
+    /// A leader cut off while the others elect a new one learns the newer term from the first answer it gets
+    /// after the partition heals, and steps down.
+    func testDeposedLeaderStepsDownOnANewerTerm() {
+        checkScript(
+            """
+            > nodes 3
+            > campaign 1
+              n1 becomes pre-candidate in term 0
+            > deliver
+            n1->n2 t1 pre-vote? last -1@0
+            n1->n3 t1 pre-vote? last -1@0
+            n2->n1 t1 pre-vote granted
+              n1 becomes candidate in term 1
+            n3->n1 t1 pre-vote granted
+            n1->n2 t1 vote? last -1@0
+              n2 becomes follower in term 1
+            n1->n3 t1 vote? last -1@0
+              n3 becomes follower in term 1
+            n2->n1 t1 vote granted
+              n1 becomes leader in term 1
+            n3->n1 t1 vote granted
+            n1->n2 t1 append prev -1@0 [] commit -1
+              n2 becomes follower in term 1, leader n1
+            n1->n3 t1 append prev -1@0 [] commit -1
+              n3 becomes follower in term 1, leader n1
+            n2->n1 t1 append ok match -1
+            n3->n1 t1 append ok match -1
+            > cut 1 2
+            > cut 1 3
+            > tick 3 10
+            > campaign 2
+              n2 becomes pre-candidate in term 1
+            > deliver
+            dropped: n2->n1 t2 pre-vote? last -1@0
+            n2->n3 t2 pre-vote? last -1@0
+            n3->n2 t2 pre-vote granted
+              n2 becomes candidate in term 2
+            dropped: n2->n1 t2 vote? last -1@0
+            n2->n3 t2 vote? last -1@0
+              n3 becomes follower in term 2
+            n3->n2 t2 vote granted
+              n2 becomes leader in term 2
+            dropped: n2->n1 t2 append prev -1@0 [] commit -1
+            n2->n3 t2 append prev -1@0 [] commit -1
+              n3 becomes follower in term 2, leader n2
+            n3->n2 t2 append ok match -1
+            > heal
+            > tick 1 2
+            > deliver
+            n1->n2 t1 heartbeat commit -1
+            n1->n3 t1 heartbeat commit -1
+            n2->n1 t2 heartbeat ok
+              n1 becomes follower in term 2
+            n3->n1 t2 heartbeat ok
+            > status
+            n1 follower term 2 commit -1 log empty
+            n2 leader term 2 commit -1 log empty
+              n1: match -1 next 0 probe(paused: true) inflight 0
+              n3: match -1 next 0 replicate inflight 0
+            n3 follower term 2 commit -1 log empty
+            """)
+    }
 }
