@@ -37,6 +37,8 @@ final class World {
     var calm = false
     /// Whether this seed lets inputs pile up before carrying out a `Ready` (see `process`).
     var batchReadies = false
+    /// Entries per append for this seed: small values split a backlog over many messages.
+    var appendEntriesCountMax = 8
     var result: SimulationResult
     var nextPayloadID: UInt64 = 1
 
@@ -67,6 +69,7 @@ final class World {
             self.options.retentionPercentPerTick = uniform(0...base.retentionPercentPerTick)
         }
         batchReadies = chance(50)
+        appendEntriesCountMax = uniform(1...8)
         for k in nodes.indices { start(k) }
     }
 
@@ -96,7 +99,7 @@ final class World {
     func configuration(_ id: NodeID) -> RaftConfiguration {
         RaftConfiguration(
             id: id, voters: nodes.map(\.id), electionTimeoutTicksMin: 10, electionTimeoutTicksMax: 20,
-            heartbeatIntervalTicks: 2, appendEntriesCountMax: 8, appendBytesMax: 1000,
+            heartbeatIntervalTicks: 2, appendEntriesCountMax: appendEntriesCountMax, appendBytesMax: 1000,
             inflightAppendsMax: options.inflightAppendsMax, appendRetryTicks: 10)
     }
 
