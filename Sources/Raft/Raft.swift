@@ -202,6 +202,10 @@ public struct RaftNode<Payload: RaftPayload>: Sendable {
     }
 
     /// Proposes a payload; the leader assigns it the next `recordCount` indexes and returns that range.
+    ///
+    /// The entry is committed once `commitIndex` reaches the range's upper bound while the log still holds it
+    /// with this leader's term (`term(at:)`); a later leader may have replaced it before, and then the shell
+    /// answers the producer with an error (NOT_LEADER_OR_FOLLOWER) rather than a success.
     @discardableResult
     public mutating func propose(
         _ payload: Payload, log: some RaftLogReader<Payload>
