@@ -166,7 +166,10 @@ final class Interaction {
             let k = node(words[1])
             nodes[k].raft = nil
             nodes[k].log = nodes[k].durableLog
-            say("n\(k + 1) crashes; durable log \(describe(nodes[k].log))")
+            let hardState = nodes[k].hardState
+            say(
+                "n\(k + 1) crashes; durable: term \(hardState.term), vote \(hardState.votedFor.map { "n\($0)" } ?? "-"), "
+                    + "log \(describe(nodes[k].log))")
         case "restart":
             start(node(words[1]))
         case "fsync":

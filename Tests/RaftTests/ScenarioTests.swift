@@ -252,7 +252,7 @@ final class ScenarioTests: XCTestCase {
             n4 follower term 4 commit -1 log 0@1 1@2
             n5 follower term 3 commit -1 log 0@1 1@3
             > crash 1
-            n1 crashes; durable log 0@1 1@2 2@4 LC
+            n1 crashes; durable: term 4, vote n1, log 0@1 1@2 2@4 LC
             > heal
             > tick 3 10
             > tick 4 10
@@ -461,7 +461,7 @@ final class ScenarioTests: XCTestCase {
               n2 writes append 0...1@1
             > drop
             > crash 1
-            n1 crashes; durable log 0...1@1
+            n1 crashes; durable: term 1, vote n1, log 0...1@1
             > tick 3 10
             > campaign 2
               n2 becomes pre-candidate in term 1
@@ -832,7 +832,7 @@ final class ScenarioTests: XCTestCase {
               n3 commits up to 1
             n2->n1 t1 append ok match 1
             > crash 3
-            n3 crashes; durable log empty
+            n3 crashes; durable: term 1, vote n1, log empty
             > restart 3
             > status
             n1 leader term 1 commit 1 log 0...1@1
@@ -928,7 +928,7 @@ final class ScenarioTests: XCTestCase {
             n2->n1 t1 heartbeat ok
             n3->n1 t1 heartbeat ok
             > crash 3
-            n3 crashes; durable log empty
+            n3 crashes; durable: term 1, vote n1, log empty
             > restart 3
             > status
             n1 leader term 1 commit 4 log [start 2 after @1] 2...4@1
@@ -999,6 +999,63 @@ final class ScenarioTests: XCTestCase {
               n1: match -1 next 0 probe(paused: true) inflight 0
               n3: match -1 next 0 replicate inflight 0
             n3 follower term 2 commit -1 log empty
+            """)
+    }
+
+    /// A vote is durable before it is sent: a voter that crashes and restarts still refuses a second candidate
+    /// of the same term.
+    func testVoteSurvivesACrash() {
+        checkScript(
+            """
+            > nodes 3
+            > campaign 1
+              n1 becomes pre-candidate in term 0
+            > campaign 3
+              n3 becomes pre-candidate in term 0
+            > deliver 8
+            n1->n2 t1 pre-vote? last -1@0
+            n1->n3 t1 pre-vote? last -1@0
+            n3->n1 t1 pre-vote? last -1@0
+            n3->n2 t1 pre-vote? last -1@0
+            n2->n1 t1 pre-vote granted
+              n1 becomes candidate in term 1
+            n3->n1 t1 pre-vote granted
+            n1->n3 t1 pre-vote granted
+              n3 becomes candidate in term 1
+            n2->n3 t1 pre-vote granted
+            > pending
+            n1->n2 t1 vote? last -1@0
+            n1->n3 t1 vote? last -1@0
+            n3->n1 t1 vote? last -1@0
+            n3->n2 t1 vote? last -1@0
+            > deliver 1
+            n1->n2 t1 vote? last -1@0
+              n2 becomes follower in term 1
+            > crash 2
+            n2 crashes; durable: term 1, vote n1, log empty
+            > restart 2
+            > deliver
+            n1->n3 t1 vote? last -1@0
+            n3->n1 t1 vote? last -1@0
+            n3->n2 t1 vote? last -1@0
+            n2->n1 t1 vote granted
+              n1 becomes leader in term 1
+            n3->n1 t1 vote refused
+            n1->n3 t1 vote refused
+            n2->n3 t1 vote refused
+              n3 becomes follower in term 1
+            n1->n2 t1 append prev -1@0 [] commit -1
+              n2 becomes follower in term 1, leader n1
+            n1->n3 t1 append prev -1@0 [] commit -1
+              n3 becomes follower in term 1, leader n1
+            n2->n1 t1 append ok match -1
+            n3->n1 t1 append ok match -1
+            > status
+            n1 leader term 1 commit -1 log empty
+              n2: match -1 next 0 replicate inflight 0
+              n3: match -1 next 0 replicate inflight 0
+            n2 follower term 1 commit -1 log empty
+            n3 follower term 1 commit -1 log empty
             """)
     }
 }
