@@ -167,9 +167,8 @@ final class Interaction {
             nodes[k].raft = nil
             nodes[k].log = nodes[k].durableLog
             let hardState = nodes[k].hardState
-            say(
-                "n\(k + 1) crashes; durable: term \(hardState.term), vote \(hardState.votedFor.map { "n\($0)" } ?? "-"), "
-                    + "log \(describe(nodes[k].log))")
+            let vote = hardState.votedFor.map { "n\($0)" } ?? "-"
+            say("n\(k + 1) crashes; durable: term \(hardState.term), vote \(vote), log \(describe(nodes[k].log))")
         case "restart":
             start(node(words[1]))
         case "fsync":
