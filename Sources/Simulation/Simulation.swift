@@ -18,7 +18,8 @@ public struct SimulationOptions: Sendable {
     public var nodeCount = 3
     /// Ticks of the faulty phase.
     public var faultTicks = 400
-    /// Ticks the liveness phase may take to elect a leader and commit a new batch on every node.
+    /// Ticks the liveness phase may take to elect a leader and commit a new batch on every node, plus 9 ticks (one
+    /// slow round trip) per window of appends that the most lagging node lacks when the phase starts.
     public var livenessTicksMax = 400
     /// When set, each seed draws every fault rate and delay below uniformly from zero (or one) up to the value
     /// given, so that a budget of seeds covers calm and stormy runs alike.
@@ -62,6 +63,8 @@ public struct SimulationResult: Sendable {
     public var commits = 0
     /// Ticks from the start of the liveness phase until a leader was known.
     public var ticksToElect = 0
+    /// Ticks from the start of the liveness phase until a new batch was committed on every node.
+    public var ticksToCommitEverywhere = 0
     /// The broken invariant or the liveness failure, if any.
     public var failure: String?
 }

@@ -35,6 +35,8 @@ final class World {
     /// `blocked[from][to]`: the link from one node to another is cut.
     var blocked: [[Bool]]
     var calm = false
+    /// In the calm phase, the tick of the last message scheduled on each link (`from * n + to`).
+    var linkClearTick: [Int] = []
     /// Whether this seed lets inputs pile up before carrying out a `Ready` (see `process`).
     var batchReadies = false
     /// Entries per append for this seed: small values split a backlog over many messages.
@@ -248,7 +250,14 @@ final class World {
             log("lost: \(describe(message))")
             return
         }
-        queue.push(.deliver(message), at: now + uniform(1...delayTicksMax))
+        var time = now + uniform(1...delayTicksMax)
+        if calm {
+            // A healed network behaves like Keel's one TCP connection per node pair: each link delivers in order.
+            let link = index(of: message.from) * nodes.count + index(of: message.to)
+            time = max(time, linkClearTick[link])
+            linkClearTick[link] = time
+        }
+        queue.push(.deliver(message), at: time)
         if !calm && chance(options.duplicatePercentPerMessage) {
             queue.push(.deliver(message), at: now + uniform(1...delayTicksMax))
         }
@@ -446,11 +455,18 @@ final class World {
         calm = true
         blocked = Array(repeating: Array(repeating: false, count: nodes.count), count: nodes.count)
         for k in nodes.indices where nodes[k].raft == nil { start(k) }
+        linkClearTick = Array(repeating: 0, count: nodes.count * nodes.count)
         log("liveness phase: all nodes up, network healed, no more faults")
         let startTick = now
+        // A node that was away for long must first catch up: allow one slow round trip (9 ticks) per window of
+        // appends it lacks, on top of the fixed budget.
+        let longest = nodes.max { $0.log.lastIndex < $1.log.lastIndex }!.log
+        let lagEntries = nodes.map { node in longest.entries.count { $0.lastIndex > node.log.lastIndex } }.max() ?? 0
+        let windowEntries = appendEntriesCountMax * options.inflightAppendsMax
+        let budget = options.livenessTicksMax + 9 * ((lagEntries + windowEntries - 1) / windowEntries)
         var elected = false
         var proposal: (id: UInt64, last: LogIndex, leader: Int, term: Term)?
-        while now - startTick < options.livenessTicksMax {
+        while now - startTick < budget {
             try advance(faults: false)
             guard let k = currentLeader(), var raft = nodes[k].raft else { continue }
             if !elected {
@@ -461,6 +477,7 @@ final class World {
                 committed[Int(proposal.last.value)]?.content == proposal.id,
                 nodes.allSatisfy({ ($0.raft?.commitIndex ?? .none) >= proposal.last })
             {
+                result.ticksToCommitEverywhere = now - startTick
                 return
             }
             if proposal == nil || (proposal!.term != raft.term && !holds(nodes[k], proposal!.id, proposal!.last)) {
@@ -481,7 +498,7 @@ final class World {
         }
         throw InvariantViolation(
             message: "liveness: no batch committed on every node within "
-                + "\(options.livenessTicksMax) ticks after healing (elected: \(elected)); "
+                + "\(budget) ticks after healing (elected: \(elected)); "
                 + status.joined(separator: "; "))
     }
 

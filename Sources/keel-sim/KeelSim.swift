@@ -56,6 +56,7 @@ struct KeelSim: ParsableCommand {
                 + "elections \(results.reduce(0) { $0 + $1.elections }), "
                 + "commits \(results.reduce(0) { $0 + $1.commits }), "
                 + "max ticks to elect after healing \(results.map(\.ticksToElect).max() ?? 0), "
+                + "to commit on every node \(results.map(\.ticksToCommitEverywhere).max() ?? 0), "
                 + "failures \(failures.count)")
         for failure in failures.prefix(10) {
             print("FAILED seed \(failure.seed): \(failure.failure ?? "")")
