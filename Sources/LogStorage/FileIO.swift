@@ -31,7 +31,28 @@ public enum FileOpenMode: Sendable {
 
 /// What a `FileIO` call was doing when it failed.
 public enum FileOperation: String, Sendable {
-    case open, read, write, sync, truncate, size, list, makeDirectory, remove, rename, syncDirectory
+    /// `FileIO.open`.
+    case open
+    /// `FileIO.read`.
+    case read
+    /// `FileIO.write`.
+    case write
+    /// `FileIO.sync` (fsync of a file).
+    case sync
+    /// `FileIO.truncate`.
+    case truncate
+    /// `FileIO.size(of:)`.
+    case size
+    /// `FileIO.listDirectory`.
+    case list
+    /// `FileIO.makeDirectory`.
+    case makeDirectory
+    /// `FileIO.remove`.
+    case remove
+    /// `FileIO.rename`.
+    case rename
+    /// `FileIO.syncDirectory` (fsync of a directory).
+    case syncDirectory
 }
 
 /// A failed disk operation: what, on which path, and the `errno`.

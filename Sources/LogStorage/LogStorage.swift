@@ -32,6 +32,7 @@ public struct FilePosition: Hashable, Comparable, Sendable, CustomStringConverti
     /// The position `count` bytes later.
     @inlinable public func advanced(by count: ByteCount) -> FilePosition { FilePosition(value + count.value) }
 
+    /// Orders by value.
     @inlinable public static func < (lhs: FilePosition, rhs: FilePosition) -> Bool { lhs.value < rhs.value }
 
     /// The decimal value.
@@ -49,6 +50,7 @@ public struct ByteCount: Hashable, Comparable, Sendable, CustomStringConvertible
     /// Wraps a number of bytes.
     @inlinable public init(_ value: Int) { self.value = value }
 
+    /// Orders by value.
     @inlinable public static func < (lhs: ByteCount, rhs: ByteCount) -> Bool { lhs.value < rhs.value }
 
     /// The decimal value.
@@ -77,6 +79,7 @@ public struct RelativeOffset: Hashable, Comparable, Sendable {
     /// The absolute offset in a segment based at `base`.
     @inlinable public func absolute(base: Offset) -> Offset { base.advanced(by: Int64(value)) }
 
+    /// Orders by value.
     @inlinable public static func < (lhs: RelativeOffset, rhs: RelativeOffset) -> Bool { lhs.value < rhs.value }
 }
 
@@ -91,6 +94,7 @@ public struct Milliseconds: Hashable, Comparable, Sendable, CustomStringConverti
     /// Wraps milliseconds since the Unix epoch.
     @inlinable public init(_ value: Int64) { self.value = value }
 
+    /// Orders by value.
     @inlinable public static func < (lhs: Milliseconds, rhs: Milliseconds) -> Bool { lhs.value < rhs.value }
 
     /// The decimal value.
