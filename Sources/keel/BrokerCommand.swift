@@ -26,7 +26,7 @@ struct BrokerCommand: AsyncParsableCommand {
     @Option(help: "Event loop threads (default: one per core).")
     var threads: Int?
 
-    @Option(help: "fsync (default: acknowledge acks=all after the fsync that covers it) or none (page cache).")
+    @Option(help: "fsync: acks=all is answered after the fsync that covers the batch; none: after the write.")
     var flushPolicy = "fsync"
 
     @Option(help: "Create unknown topics that clients ask for: true or false.")

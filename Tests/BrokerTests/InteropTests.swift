@@ -80,3 +80,19 @@ final class InteropTests: XCTestCase {
         try runInteropScript("aiokafka_interop.py", [try XCTUnwrap(broker).bootstrap])
     }
 }
+
+/// The same clients against a node that leaves flushing to the page cache: the high
+/// watermark follows the writes, and acks=all is answered without waiting for an fsync.
+final class FlushPolicyNoneTests: XCTestCase {
+    func testKafkaPythonAndAiokafkaWithFlushPolicyNone() throws {
+        let directory = try makeTemporaryDirectory("flush-none")
+        defer {
+            try? FileManager.default.removeItem(atPath: directory)
+            try? FileManager.default.removeItem(atPath: directory + ".log")
+        }
+        let broker = try BrokerProcess(dataDirectory: directory, arguments: ["--flush-policy", "none"])
+        try runInteropScript("kafka_python_interop.py", [broker.bootstrap])
+        try runInteropScript("aiokafka_interop.py", [broker.bootstrap])
+        XCTAssertEqual(try broker.stop(), 0, broker.log)
+    }
+}
