@@ -63,6 +63,8 @@ final class PartitionEngine {
     private var flushInFlight = false
     private var closePromise: EventLoopPromise<Void>?
     private(set) var isClosed = false
+    /// Set when the recovered log could not be fsynced: the partition then refuses writes.
+    private var recoveryFailure: String?
 
     /// A produce request waiting for its batch to become durable.
     final class AckWaiter {
@@ -104,9 +106,13 @@ final class PartitionEngine {
         // Nothing is readable until a flush (on the blocking pool, like every other one)
         // has made the opened log durable, e.g. a new segment file and its directory entry.
         self.highWatermark = log.logStartOffset
-        if !report.wasClean { logger.notice("partition recovered: \(report)") }
         try rebuildProducerState()
-        startFlushIfNeeded()
+        if report.wasClean {
+            startFlushIfNeeded()
+        } else {
+            logger.notice("partition recovered: \(report)")
+            syncRecoveredTail(after: report.recoveryPoint)
+        }
         logger.debug(
             "partition open",
             metadata: [
@@ -134,6 +140,41 @@ final class PartitionEngine {
         }
     }
 
+    /// After a crash, the batches recovery kept above the recovery point may still sit only
+    /// in the page cache (the process died, the machine did not). They are fsynced (on the
+    /// blocking pool) before they count as durable: before consumers read them, and before a
+    /// producer's retry of one of them is acknowledged as a duplicate.
+    private func syncRecoveredTail(after recoveryPoint: Offset) {
+        let paths = log.segmentInfos.filter { $0.nextOffset > recoveryPoint }.map(\.path)
+        let directory = log.directory
+        let io = environment.fileIO
+        flushInFlight = true
+        environment.blocking.run(on: loop) { () throws -> Void in
+            for path in paths {
+                let file = try io.open(path, mode: .existing)
+                defer { io.close(file) }
+                try io.sync(file)
+            }
+            try io.syncDirectory(directory)
+        }.assumeIsolated().whenComplete { result in
+            self.flushInFlight = false
+            switch result {
+            case .success:
+                self.advanceHighWatermark(to: self.log.durableEndOffset)
+            case .failure(let error):
+                self.recoveryFailure = "\(error)"
+                self.logger.error("fsync of the recovered log failed, refusing writes until restart: \(error)")
+                self.failWaiters()
+            }
+            if let closePromise = self.closePromise {
+                self.closePromise = nil
+                self.finishClose(closePromise)
+            } else {
+                self.startFlushIfNeeded()
+            }
+        }
+    }
+
     // MARK: Produce
 
     /// Appends one validated client batch and answers per `acks`: 0 and 1 after the write,
@@ -143,7 +184,9 @@ final class PartitionEngine {
     {
         loop.preconditionInEventLoop()
         guard !isClosed else { return loop.makeSucceededFuture(.failure(.unknownTopicOrPartition)) }
-        guard log.failure == nil else { return loop.makeSucceededFuture(.failure(.kafkaStorageError)) }
+        guard log.failure == nil, recoveryFailure == nil else {
+            return loop.makeSucceededFuture(.failure(.kafkaStorageError))
+        }
         let idempotent = header.producerId >= 0 && header.baseSequence >= 0
         let lastSequence = ProducerStateTable.lastSequence(
             first: header.baseSequence, lastOffsetDelta: header.lastOffsetDelta)
@@ -225,7 +268,7 @@ final class PartitionEngine {
 
     /// Group commit: one flush at a time; appends made while it runs are covered by the next one.
     private func startFlushIfNeeded() {
-        guard !flushInFlight, log.failure == nil, !isClosed else { return }
+        guard !flushInFlight, log.failure == nil, recoveryFailure == nil, !isClosed else { return }
         let plan: FlushPlan?
         do throws(LogError) {
             plan = try log.beginFlush()
@@ -285,6 +328,10 @@ final class PartitionEngine {
     /// produce gets KAFKA_STORAGE_ERROR.
     private func failAll(_ error: LogError) {
         logger.error("partition log failed, refusing writes until restart: \(error)")
+        failWaiters()
+    }
+
+    private func failWaiters() {
         for waiter in ackWaiters.cancel(fromOffset: .zero) {
             waiter.complete(.failure(.kafkaStorageError))
         }
