@@ -121,10 +121,18 @@ final class PartitionEngine {
             ])
     }
 
-    /// Reads every batch header from the log start to the end (copying, CRC-checked).
+    /// How far back producer state is rebuilt: Kafka forgets a producer that wrote nothing
+    /// for `producer.id.expiration.ms` (1 day), so segments whose newest batch is older
+    /// cannot hold state worth keeping and are not read.
+    static let producerStateWindowMs: Int64 = 24 * 3600 * 1000
+
+    /// Reads the batch headers of every segment written to within the window (copying,
+    /// CRC-checked) and notes the idempotent ones.
     private func rebuildProducerState() throws(LogError) {
-        var next = log.logStartOffset
-        var rounds = 0
+        let cutoff = environment.clock.now().value - Self.producerStateWindowMs
+        let recent = log.segmentInfos.first { ($0.maxTimestamp ?? Int64.max) >= cutoff }
+        var next = max(recent?.baseOffset ?? log.logEndOffset, log.logStartOffset)
+        // Every round moves `next` forward, so the loop ends at the log end.
         while next < log.logEndOffset {
             let read = try log.readVerified(from: next, maxBytes: 8 * 1024 * 1024)
             guard read.nextOffset > next else { break }
@@ -135,8 +143,6 @@ final class PartitionEngine {
                 index += header.totalSize
             }
             next = read.nextOffset
-            rounds += 1
-            precondition(rounds < Int.max, "unbounded producer state scan")
         }
     }
 

@@ -84,6 +84,37 @@ final class LifecycleTests: XCTestCase {
         XCTAssertEqual(try third.stop(), 0, third.log)
     }
 
+    func testIdempotentProducerStateIsRebuiltFromTheLogOnRestart() throws {
+        let now = Int64(Date().timeIntervalSince1970 * 1000)
+        let first = try BrokerProcess(dataDirectory: directory)
+        var connection = try RawConnection(port: first.port)
+        let producer = try connection.roundTrip(
+            InitProducerIdRequest(transactionalId: nil, transactionTimeoutMs: 1000), version: 1)
+        let pid = producer.producerId
+        func produce(_ batch: ByteBuffer) throws -> ProduceResponse.TopicResponse.PartitionResponse {
+            let answer = try connection.roundTrip(produceRequest("idem", records: batch), version: 7)
+            return try XCTUnwrap(answer.responses.first?.partitionResponses.first)
+        }
+        _ = try connection.roundTrip(
+            MetadataRequest(topics: [.init(name: "idem")], allowAutoTopicCreation: true), version: 4)
+        let old = try makeBatch(count: 5, timestamp: now - 3 * 24 * 3600 * 1000)
+        XCTAssertEqual(try produce(old).baseOffset, 0)
+        let batch = try makeBatch(count: 5, producerId: pid, epoch: 0, sequence: 0, timestamp: now)
+        XCTAssertEqual(try produce(batch).baseOffset, 5)
+        XCTAssertEqual(try first.stop(signal: SIGKILL), SIGKILL)
+
+        let second = try BrokerProcess(dataDirectory: directory)
+        connection = try RawConnection(port: second.port)
+        let retry = try produce(batch)
+        XCTAssertEqual(retry.errorCode, .none)
+        XCTAssertEqual(retry.baseOffset, 5, "a retry after the restart gets its original offsets")
+        let gap = try produce(try makeBatch(count: 1, producerId: pid, epoch: 0, sequence: 9, timestamp: now))
+        XCTAssertEqual(gap.errorCode, .outOfOrderSequenceNumber)
+        let next = try produce(try makeBatch(count: 1, producerId: pid, epoch: 0, sequence: 5, timestamp: now))
+        XCTAssertEqual(next.baseOffset, 10)
+        XCTAssertEqual(try second.stop(), 0, second.log)
+    }
+
     func testRetentionDeletesOldSegmentsByBytes() throws {
         let broker = try BrokerProcess(
             dataDirectory: directory, arguments: ["--log-retention-check-interval-ms", "50"])

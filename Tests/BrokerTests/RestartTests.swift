@@ -46,7 +46,7 @@ final class RestartTests: XCTestCase {
         let missing = Set(acknowledged()).subtracting(values)
         XCTAssertTrue(missing.isEmpty, "acknowledged but lost: \(missing.sorted().prefix(10))")
         XCTAssertEqual(values, Array(0..<count), "every message is there exactly once")
-        XCTAssertTrue(second.log.contains("partition recovered"), "the restart recovered an unclean log:\n\(second.log)")
+        XCTAssertTrue(second.log.contains("partition recovered"), "the restart found an unclean log:\n\(second.log)")
         XCTAssertEqual(try second.stop(), 0, second.log)
     }
 }
