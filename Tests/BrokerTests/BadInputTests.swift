@@ -70,7 +70,8 @@ final class BadInputTests: XCTestCase {
 
 /// A seeded fuzz run against a live broker: valid request frames with flipped bytes, cut
 /// bodies and random tails. Whatever each does (answered, refused, closed), the broker
-/// stays up and keeps answering. A failure names the seed and the case.
+/// stays up and keeps answering, and a client producing meanwhile is not harmed. A
+/// failure names the seed and the round.
 final class LiveFuzzTests: XCTestCase {
     func testSeededMutatedFramesNeverHurtTheBroker() throws {
         let directory = try makeTemporaryDirectory("fuzz")
@@ -115,6 +116,11 @@ final class LiveFuzzTests: XCTestCase {
         let created = try setup.roundTrip(
             MetadataRequest(topics: [.init(name: "fz")], allowAutoTopicCreation: true), version: 4)
         XCTAssertEqual(created.topics.first?.partitions.count, 1, "the fuzzed requests reach a real partition")
+        let steady = try ChildProcess(
+            "python3",
+            [interopDirectory.appendingPathComponent("steady_producer.py").path, broker.bootstrap, "steady", "1000"],
+            outputPath: directory + ".steady")
+        defer { try? FileManager.default.removeItem(atPath: directory + ".steady") }
         let seed: UInt64 = 0x5EED_0001
         var generator = SeededGenerator(seed: seed)
         for round in 0..<600 {
@@ -143,6 +149,8 @@ final class LiveFuzzTests: XCTestCase {
         }
         let check = try RawConnection(port: broker.port)
         XCTAssertEqual(try check.roundTrip(ApiVersionsRequest(), version: 0).errorCode, .none)
+        let result = try steady.wait(seconds: 90)
+        XCTAssertEqual(result.status, 0, "a client producing during the fuzz run was harmed:\n\(result.output)")
         XCTAssertEqual(try broker.stop(), 0, broker.log)
     }
 }
