@@ -200,7 +200,6 @@ final class FetchOperation {
     private var timer: Scheduled<Void>?
     /// The id of the current wait, nil while reading.
     private var waitId: UInt64?
-    private var rounds = 0
 
     init(broker: Broker, request: FetchRequest, correlationId: Int32, targets: [Target], loop: any EventLoop) {
         self.broker = broker
@@ -223,7 +222,6 @@ final class FetchOperation {
 
     private func read() {
         waitId = nil
-        rounds += 1
         let reads = targets.map { target -> EventLoopFuture<PartitionRead> in
             guard let handle = target.handle else {
                 return loop.makeSucceededFuture(.failure(.unknownTopicOrPartition))
