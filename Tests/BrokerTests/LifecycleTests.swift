@@ -115,6 +115,27 @@ final class LifecycleTests: XCTestCase {
         XCTAssertEqual(try second.stop(), 0, second.log)
     }
 
+    func testAutomaticTopicCreationFollowsTheNodeSettings() throws {
+        let creating = try BrokerProcess(dataDirectory: directory, arguments: ["--default-partitions", "3"])
+        var connection = try RawConnection(port: creating.port)
+        let asked = MetadataRequest(topics: [.init(name: "auto")], allowAutoTopicCreation: true)
+        let created = try connection.roundTrip(asked, version: 4)
+        XCTAssertEqual(created.topics.first?.errorCode, ErrorCode.none)
+        XCTAssertEqual(created.topics.first?.partitions.map(\.partitionIndex), [0, 1, 2])
+        let notAllowed = try connection.roundTrip(
+            MetadataRequest(topics: [.init(name: "other")], allowAutoTopicCreation: false), version: 4)
+        XCTAssertEqual(notAllowed.topics.first?.errorCode, .unknownTopicOrPartition)
+        XCTAssertEqual(try creating.stop(), 0, creating.log)
+
+        let refusing = try BrokerProcess(dataDirectory: directory, arguments: ["--auto-create-topics", "false"])
+        connection = try RawConnection(port: refusing.port)
+        let answer = try connection.roundTrip(
+            MetadataRequest(topics: [.init(name: "auto"), .init(name: "fresh")], allowAutoTopicCreation: true),
+            version: 4)
+        XCTAssertEqual(answer.topics.map(\.errorCode), [.none, .unknownTopicOrPartition])
+        XCTAssertEqual(try refusing.stop(), 0, refusing.log)
+    }
+
     func testRetentionDeletesOldSegmentsByBytes() throws {
         let broker = try BrokerProcess(
             dataDirectory: directory, arguments: ["--log-retention-check-interval-ms", "50"])
