@@ -172,7 +172,7 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
             ],
             // The mock cluster launcher is run by path (#filePath), not bundled.
-            exclude: ["Support/mock_cluster.py"]
+            exclude: ["Support/mock_cluster.py", "Support/librdkafka_partitions.py"]
         ),
         .testTarget(
             name: "LogStorageTests",
