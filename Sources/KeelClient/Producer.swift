@@ -75,9 +75,24 @@ public actor KeelProducer {
         var accountedBytes: Int
     }
 
+    /// A batch sent and not answered yet.
+    struct InFlight {
+        var batch: PendingBatch
+        var future: EventLoopFuture<ByteBuffer>
+        var version: Int16
+    }
+
+    /// One partition's send state: batches waiting, batches in flight (oldest first), and
+    /// the connection to its leader.
     struct PartitionQueue {
         var ready: [PendingBatch] = []
-        var isSending = false
+        var inFlight: [InFlight] = []
+        /// The completion loop (`runPartition`) is running.
+        var isRunning = false
+        /// A failure is being handled: nothing new is sent until the resend order is settled.
+        var isRecovering = false
+        var connection: BrokerConnection?
+        var produceVersion: Int16 = 0
     }
 
     /// The client this producer sends through.
@@ -286,12 +301,16 @@ public actor KeelProducer {
             PendingBatch(
                 topicPartition: target, builder: batch.builder, recordCount: batch.recordCount, waiters: batch.waiters,
                 accountedBytes: batch.bytes))
-        startSender(target)
+        pump(target)
+        startLoop(target)
     }
 
-    private func startSender(_ target: TopicPartition) {
-        guard queues[target]?.isSending == false, queues[target]?.ready.isEmpty == false else { return }
-        queues[target]?.isSending = true
+    /// Starts the partition's completion loop unless it runs or there is nothing to do.
+    private func startLoop(_ target: TopicPartition) {
+        guard let queue = queues[target], !queue.isRunning, !(queue.ready.isEmpty && queue.inFlight.isEmpty) else {
+            return
+        }
+        queues[target]?.isRunning = true
         Task { await self.runPartition(target) }
     }
 
@@ -309,91 +328,115 @@ public actor KeelProducer {
         case failed(KeelClientError)
     }
 
-    /// Sends one partition's batches in order, at most `inFlightPerPartitionMax` at a time, on
-    /// one connection so that the broker sees them in sequence order. When the oldest batch
-    /// fails, the rest in flight are drained, and every batch still to deliver is sent again
-    /// in order (renumbered if a batch before them was dropped), after a backoff.
+    /// Sends ready batches of `target` while the window has room: at most
+    /// `inFlightPerPartitionMax` requests, all on the leader's one connection, so that the
+    /// broker sees the batches in sequence order. Never suspends: a batch leaves as soon as
+    /// it is ready, even while older ones await their answers.
+    private func pump(_ target: TopicPartition) {
+        guard var queue = queues[target], !queue.isRecovering, let connection = queue.connection, connection.isActive
+        else { return }
+        while queue.inFlight.count < configuration.inFlightPerPartitionMax, !queue.ready.isEmpty {
+            var batch = queue.ready.removeFirst()
+            build(&batch)
+            guard let bytes = batch.bytes else { continue }  // could not be built: already failed
+            let request = ProduceRequest(
+                transactionalId: nil, acks: configuration.acks.rawValue, timeoutMs: configuration.produceTimeoutMs,
+                topicData: [.init(name: target.topic, partitionData: [.init(index: target.partition, records: bytes)])])
+            let future = connection.sendFrame(
+                request, version: queue.produceVersion,
+                timeoutMs: client.configuration.requestTimeoutMs + Int64(configuration.produceTimeoutMs),
+                expectsResponse: configuration.acks != .none)
+            queue.inFlight.append(InFlight(batch: batch, future: future, version: queue.produceVersion))
+        }
+        queues[target] = queue
+    }
+
+    /// Completes one partition's batches in order. Finds the leader's connection when there is
+    /// none, then awaits the oldest request in flight (newer batches keep leaving meanwhile,
+    /// through `pump`). When the oldest fails, `recover` settles what to send again.
     private func runPartition(_ target: TopicPartition) async {
-        var inFlight: [(batch: PendingBatch, future: EventLoopFuture<ByteBuffer>?, version: Int16)] = []
-        while true {
-            // Fill the window.
-            while inFlight.count < configuration.inFlightPerPartitionMax, var batch = popReady(target) {
-                let connection: BrokerConnection
-                let version: Int16
-                do {
-                    connection = try await client.leaderConnection(topic: target.topic, partition: target.partition)
-                    version = try connection.version(for: .produce)
-                } catch {
-                    inFlight.append((batch, nil, 0))
-                    lastConnectError[target] = error
-                    break
+        while let queue = queues[target], !(queue.ready.isEmpty && queue.inFlight.isEmpty) {
+            guard let head = queue.inFlight.first else {
+                if queue.connection?.isActive != true { await connect(target) }
+                pump(target)
+                if queues[target]?.inFlight.isEmpty == true, let oldest = queues[target]?.ready.first {
+                    // No connection to the leader: a failed attempt of the oldest batch.
+                    queues[target]?.ready.removeFirst()
+                    let error = lastConnectError ?? .leaderNotAvailable(topic: target.topic, partition: target.partition)
+                    await recover(target, head: oldest, error: error)
                 }
-                build(&batch)
-                guard let bytes = batch.bytes else { break }
-                let request = ProduceRequest(
-                    transactionalId: nil, acks: configuration.acks.rawValue, timeoutMs: configuration.produceTimeoutMs,
-                    topicData: [.init(name: target.topic, partitionData: [.init(index: target.partition, records: bytes)])])
-                let future = connection.sendFrame(
-                    request, version: version,
-                    timeoutMs: client.configuration.requestTimeoutMs + Int64(configuration.produceTimeoutMs),
-                    expectsResponse: configuration.acks != .none)
-                inFlight.append((batch, future, version))
-            }
-            guard !inFlight.isEmpty else {
-                queues[target]?.isSending = false
-                startSender(target)
-                return
-            }
-            let head = inFlight.removeFirst()
-            let outcome = await self.outcome(of: head.future, version: head.version, target: target)
-            if case .acknowledged(let offset) = outcome {
-                complete(head.batch, with: .success(offset))
                 continue
             }
-            guard case .failed(let error) = outcome else { continue }
-            // Drain what is still in flight: with idempotence none of it can have been appended
-            // after a gap, but without it some may have been.
-            var resend: [PendingBatch] = []
-            var headBatch = head.batch
-            if error.isRetriable && headBatch.attempts < configuration.retriesMax && !isClosed {
-                headBatch.attempts += 1
-                resend.append(headBatch)
-            } else {
-                complete(headBatch, with: .failure(error))
+            let outcome = await self.outcome(of: head, target: target)
+            queues[target]?.inFlight.removeFirst()
+            switch outcome {
+            case .acknowledged(let offset):
+                complete(head.batch, with: .success(offset))
+                pump(target)
+            case .failed(let error):
+                await recover(target, head: head.batch, error: error)
             }
-            for entry in inFlight {
-                switch await self.outcome(of: entry.future, version: entry.version, target: target) {
-                case .acknowledged(let offset):
-                    complete(entry.batch, with: .success(offset))
-                case .failed(let later):
-                    if later.isRetriable || later == .broker(.outOfOrderSequenceNumber, context: "produce")
-                        || entry.future == nil
-                    {
-                        resend.append(entry.batch)
-                    } else {
-                        complete(entry.batch, with: .failure(later))
-                    }
-                }
-            }
-            inFlight = []
-            if error.invalidatesMetadata { await client.invalidate(topic: target.topic) }
-            // The head was the oldest unacknowledged batch: the broker expects its sequence next.
-            renumber(&resend, from: head.batch.bytes != nil ? head.batch.baseSequence : nil, target: target)
-            queues[target]?.ready.insert(contentsOf: resend, at: 0)
-            if !resend.isEmpty {
-                let attempt = resend[0].attempts
-                try? await client.backoffProducer(attempt: attempt, baseMs: configuration.retryBackoffMs)
-            }
+        }
+        queues[target]?.isRunning = false
+        startLoop(target)
+    }
+
+    /// Why the last leader lookup failed, if it did.
+    private var lastConnectError: KeelClientError?
+
+    /// Looks up the partition leader's connection and the Produce version it accepts.
+    private func connect(_ target: TopicPartition) async {
+        do {
+            let connection = try await client.leaderConnection(topic: target.topic, partition: target.partition)
+            let version = try connection.version(for: .produce)
+            queues[target]?.connection = connection
+            queues[target]?.produceVersion = version
+            lastConnectError = nil
+        } catch {
+            queues[target]?.connection = nil
+            lastConnectError = error
         }
     }
 
-    private var lastConnectError: [TopicPartition: KeelClientError] = [:]
-
-    private func popReady(_ target: TopicPartition) -> PendingBatch? {
-        guard var queue = queues[target], !queue.ready.isEmpty else { return nil }
-        let batch = queue.ready.removeFirst()
-        queues[target] = queue
-        return batch
+    /// Handles the failure of the oldest unacknowledged batch, `head` (already out of the
+    /// window): nothing new is sent meanwhile; the rest in flight are drained; every batch
+    /// still to deliver goes back to the front of the queue in order, renumbered if a batch
+    /// before them was dropped; then a backoff before they are sent again.
+    private func recover(_ target: TopicPartition, head: PendingBatch, error: KeelClientError) async {
+        queues[target]?.isRecovering = true
+        var resend: [PendingBatch] = []
+        var retried = head
+        if error.isRetriable && retried.attempts < configuration.retriesMax && !isClosed {
+            retried.attempts += 1
+            resend.append(retried)
+        } else {
+            complete(head, with: .failure(error))
+        }
+        // With idempotence nothing after the failed batch can have been appended (the broker
+        // refuses a sequence gap); without it some may have been: keep those answers.
+        while let entry = queues[target]?.inFlight.first {
+            let later = await self.outcome(of: entry, target: target)
+            queues[target]?.inFlight.removeFirst()
+            switch later {
+            case .acknowledged(let offset):
+                complete(entry.batch, with: .success(offset))
+            case .failed(let laterError):
+                if laterError.isRetriable || laterError == .broker(.outOfOrderSequenceNumber, context: "produce") {
+                    resend.append(entry.batch)
+                } else {
+                    complete(entry.batch, with: .failure(laterError))
+                }
+            }
+        }
+        if error.isRetriable { queues[target]?.connection = nil }
+        if error.invalidatesMetadata { await client.invalidate(topic: target.topic) }
+        // The head was the oldest unacknowledged batch: the broker expects its sequence next.
+        renumber(&resend, from: head.bytes != nil ? head.baseSequence : nil, target: target)
+        queues[target]?.ready.insert(contentsOf: resend, at: 0)
+        if let attempts = resend.first?.attempts, attempts > 0 {
+            try? await client.backoffProducer(attempt: attempts, baseMs: configuration.retryBackoffMs)
+        }
+        queues[target]?.isRecovering = false
     }
 
     /// Builds the batch bytes on first send, taking its sequence numbers.
@@ -438,12 +481,9 @@ public actor KeelProducer {
     static let baseSequenceOffset = 53
 
     /// Waits for one produce answer and reads this partition's result from it.
-    private func outcome(of future: EventLoopFuture<ByteBuffer>?, version: Int16, target: TopicPartition) async
-        -> BatchOutcome
-    {
-        guard let future else {
-            return .failed(lastConnectError[target] ?? .leaderNotAvailable(topic: target.topic, partition: target.partition))
-        }
+    private func outcome(of entry: InFlight, target: TopicPartition) async -> BatchOutcome {
+        let future = entry.future
+        let version = entry.version
         let frame: ByteBuffer
         do {
             frame = try await BrokerConnection.await(future)

@@ -293,4 +293,85 @@ final class ScriptedBrokerTests: XCTestCase {
         await client.close()
         await broker.stop()
     }
+
+    /// Awaits `body`, failing the test (instead of hanging) if it takes longer than `seconds`.
+    private func withDeadline(
+        _ seconds: Double,
+        _ body: @escaping @Sendable () async throws -> Void
+    ) async throws {
+        try await withThrowingTaskGroup(of: Bool.self) { group in
+            group.addTask {
+                try await body()
+                return true
+            }
+            group.addTask {
+                try await Task.sleep(for: .seconds(seconds))
+                return false
+            }
+            let finished = try await group.next() ?? false
+            group.cancelAll()
+            XCTAssertTrue(finished, "did not finish within \(seconds) s")
+        }
+    }
+
+    /// A partition keeps up to five produce requests in flight: the broker answers only once
+    /// five are waiting, and twenty one-record batches still all get through, in sequence order.
+    func testFiveRequestsInFlightPerPartition() async throws {
+        let held = LockedBox<[(DecodedRequest, ProduceRequest)]>([])
+        let mostHeld = LockedBox(0)
+        let broker = try await ScriptedBroker { request in
+            guard case .produce(let body) = request.request else { return nil }
+            let release = held.withLock { waiting -> [(DecodedRequest, ProduceRequest)] in
+                waiting.append((request, body))
+                mostHeld.withLock { $0 = max($0, waiting.count) }
+                guard waiting.count == 5 else { return [] }
+                defer { waiting = [] }
+                return waiting
+            }
+            return release.enumerated().map { index, entry in
+                Self.produceAnswer(entry.0, entry.1, error: .none, base: Int64(index))
+            }
+        }
+        let client = try client(broker)
+        var configuration = ProducerConfiguration()
+        configuration.batchBytesMax = 256
+        let producer = try await KeelProducer(client: client, configuration: configuration)
+        try await withDeadline(20) {
+            for index in 0..<20 {
+                let value = ByteBuffer(string: "\(index)-" + String(repeating: "v", count: 300))
+                try await producer.enqueue(topic: "t", key: nil, value: value, partition: 0)
+            }
+            try await producer.flush()
+        }
+        XCTAssertEqual(mostHeld.value, 5)
+        let sequences = try produceRequests(broker).map { try batchHeader($0).baseSequence }
+        XCTAssertEqual(sequences, (0..<20).map { Int32($0) })
+        await client.close()
+        await broker.stop()
+    }
+
+    /// When the connection drops under a produce, the client reconnects and sends the same
+    /// batch bytes again (same sequence), and the record gets the offset of the second attempt.
+    func testDroppedConnectionResendsTheSameBatch() async throws {
+        let attempts = LockedBox(0)
+        let broker = try await ScriptedBroker { request in
+            guard case .produce(let body) = request.request else { return nil }
+            let attempt = attempts.withLock { count -> Int in
+                count += 1
+                return count
+            }
+            return attempt == 1 ? [.close] : [Self.produceAnswer(request, body, error: .none, base: 7)]
+        }
+        let client = try client(broker)
+        let producer = try await KeelProducer(client: client)
+        let offset = try await producer.send(topic: "t", key: ByteBuffer(string: "k"), value: ByteBuffer(string: "v"))
+        XCTAssertEqual(offset, Offset(7))
+        let produces = produceRequests(broker)
+        XCTAssertEqual(produces.count, 2)
+        XCTAssertEqual(
+            produces[0].topicData.first?.partitionData.first?.records,
+            produces[1].topicData.first?.partitionData.first?.records)
+        await client.close()
+        await broker.stop()
+    }
 }
