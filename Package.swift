@@ -175,6 +175,15 @@ let package = Package(
             exclude: ["Support/mock_cluster.py", "Support/librdkafka_partitions.py"]
         ),
         .testTarget(
+            name: "KeelCommandTests",
+            dependencies: [
+                "keel",
+                "LogStorage",
+                "Records",
+                .product(name: "NIOCore", package: "swift-nio"),
+            ]
+        ),
+        .testTarget(
             name: "LogStorageTests",
             dependencies: [
                 "Records",

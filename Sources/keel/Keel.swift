@@ -6,7 +6,9 @@ struct Keel: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "keel",
         abstract: "Keel: a distributed replicated log that speaks the Kafka protocol.",
-        subcommands: [LogCommand.self, TopicCommand.self, ProduceCommand.self, ConsumeCommand.self]
+        subcommands: [
+            LogCommand.self, BenchCommand.self, TopicCommand.self, ProduceCommand.self, ConsumeCommand.self,
+        ]
     )
 }
 
