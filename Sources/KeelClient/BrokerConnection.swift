@@ -253,7 +253,8 @@ final class BrokerConnection: Sendable {
     ) async throws(KeelClientError) -> R.Response {
         let chosen: Int16
         if let version { chosen = version } else { chosen = try self.version(for: R.apiKey) }
-        let frame = try await Self.await(sendFrame(request, version: chosen, timeoutMs: timeoutMs, expectsResponse: true))
+        let frame = try await Self.await(
+            sendFrame(request, version: chosen, timeoutMs: timeoutMs, expectsResponse: true))
         return try Self.decode(R.Response.self, frame: frame, version: chosen)
     }
 
@@ -297,7 +298,8 @@ final class BrokerConnection: Sendable {
     }
 
     /// Decodes a response frame of `version`.
-    static func decode<M: KafkaMessage>(_ type: M.Type, frame: ByteBuffer, version: Int16) throws(KeelClientError) -> M {
+    static func decode<M: KafkaMessage>(_ type: M.Type, frame: ByteBuffer, version: Int16) throws(KeelClientError) -> M
+    {
         do {
             return try KafkaResponseDecoder.decode(type, frame: frame, version: version).body
         } catch {

@@ -102,7 +102,8 @@ enum FetchDecoder {
                 let offset = Offset(header.baseOffset &+ Int64(record.offsetDelta))
                 guard offset >= fetchOffset else { continue }
                 let timestamp =
-                    header.attributes.isLogAppendTime ? header.maxTimestamp : header.baseTimestamp &+ record.timestampDelta
+                    header.attributes.isLogAppendTime
+                    ? header.maxTimestamp : header.baseTimestamp &+ record.timestampDelta
                 records.append(
                     ConsumerRecord(
                         topic: topic, partition: partition, offset: offset, timestamp: timestamp, key: record.key,
@@ -164,7 +165,9 @@ extension KeelClient {
     }
 
     /// Looks up an offset of `topic`-`partition`; nil when no record has a timestamp at or after the one given.
-    public func listOffsets(topic: String, partition: Int32, _ spec: OffsetSpec) async throws(KeelClientError) -> Offset? {
+    public func listOffsets(topic: String, partition: Int32, _ spec: OffsetSpec) async throws(KeelClientError)
+        -> Offset?
+    {
         let timestamp: Int64 =
             switch spec {
             case .earliest: -2
@@ -258,7 +261,8 @@ public struct PartitionConsumer: AsyncSequence, Sendable {
                 var wait = consumer.maxWaitMs
                 if let idle = consumer.idleTimeoutMs {
                     let left = Duration.milliseconds(idle) - (clock.now - idleSince)
-                    let leftMs = Swift.max(1, left.components.seconds * 1000 + left.components.attoseconds / 1_000_000_000_000_000)
+                    let leftMs = Swift.max(
+                        1, left.components.seconds * 1000 + left.components.attoseconds / 1_000_000_000_000_000)
                     wait = Int32(Swift.min(Int64(wait), leftMs))
                 }
                 let result = try await consumer.client.fetch(
@@ -274,7 +278,9 @@ public struct PartitionConsumer: AsyncSequence, Sendable {
         }
 
         /// `AsyncIteratorProtocol`: as `next()`.
-        public mutating func next(isolation actor: isolated (any Actor)?) async throws(KeelClientError) -> ConsumerRecord? {
+        public mutating func next(isolation actor: isolated (any Actor)?) async throws(KeelClientError)
+            -> ConsumerRecord?
+        {
             try await next()
         }
     }

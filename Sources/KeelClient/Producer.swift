@@ -3,9 +3,9 @@ import NIOCore
 import Records
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 /// How many acknowledgements a produce waits for.
@@ -362,7 +362,8 @@ public actor KeelProducer {
                 if queues[target]?.inFlight.isEmpty == true, let oldest = queues[target]?.ready.first {
                     // No connection to the leader: a failed attempt of the oldest batch.
                     queues[target]?.ready.removeFirst()
-                    let error = lastConnectError ?? .leaderNotAvailable(topic: target.topic, partition: target.partition)
+                    let error =
+                        lastConnectError ?? .leaderNotAvailable(topic: target.topic, partition: target.partition)
                     await recover(target, head: oldest, error: error)
                 }
                 continue

@@ -126,7 +126,9 @@ struct RecordAccumulator<Waiter> {
 
     /// Closes every open batch older than `lingerMs` at `nowMs`.
     mutating func closeExpired(nowMs: Int64, lingerMs: Int64) -> [ClosedBatch<Waiter>] {
-        let due = open.filter { nowMs - $0.value.createdAtMs >= lingerMs }.keys.sorted { $0.description < $1.description }
+        let due = open.filter { nowMs - $0.value.createdAtMs >= lingerMs }.keys.sorted {
+            $0.description < $1.description
+        }
         return due.compactMap { close($0) }
     }
 

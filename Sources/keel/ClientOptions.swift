@@ -35,13 +35,16 @@ struct ClientOptions: ParsableArguments {
                 "topic '\(name)' has no partition \(partition); see its partitions with `keel topic describe \(name)`")
         case .broker(.topicAlreadyExists, _):
             let name = topic ?? "the topic"
-            return CommandError("topic '\(name)' already exists; pick another name or `keel topic delete \(name)` first")
+            return CommandError(
+                "topic '\(name)' already exists; pick another name or `keel topic delete \(name)` first")
         case .broker(.invalidReplicationFactor, _):
-            return CommandError("the replication factor is larger than the number of brokers; lower --replication-factor")
+            return CommandError(
+                "the replication factor is larger than the number of brokers; lower --replication-factor")
         case .broker(.invalidConfig, let context):
             return CommandError("a --config entry was refused (\(context)); check the name and value")
         case .unsupportedVersion(let api, _, _):
-            return CommandError("the broker at \(bootstrap) does not support \(api); use a Keel or Kafka broker that does")
+            return CommandError(
+                "the broker at \(bootstrap) does not support \(api); use a Keel or Kafka broker that does")
         case .requestTimedOut(let api, let ms):
             return CommandError("the broker did not answer \(api) within \(ms) ms; check that it is healthy and retry")
         case .deliveryFailed(let count, let first):

@@ -123,7 +123,8 @@ struct LineReader {
             if ownsHandle { fclose(handle) }
             return nil
         }
-        var bytes = UnsafeBufferPointer(start: UnsafeRawPointer(line).assumingMemoryBound(to: UInt8.self), count: length)
+        var bytes = UnsafeBufferPointer(
+            start: UnsafeRawPointer(line).assumingMemoryBound(to: UInt8.self), count: length)
         if bytes.last == UInt8(ascii: "\n") { bytes = UnsafeBufferPointer(rebasing: bytes.dropLast()) }
         if bytes.last == UInt8(ascii: "\r") { bytes = UnsafeBufferPointer(rebasing: bytes.dropLast()) }
         return String(decoding: bytes, as: UTF8.self)

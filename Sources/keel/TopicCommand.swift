@@ -26,7 +26,8 @@ struct TopicCreate: AsyncParsableCommand {
     @Option(name: .long, help: "Replicas per partition.")
     var replicationFactor: Int16 = 1
 
-    @Option(name: .customLong("config"), help: "A topic configuration, key=value (repeatable), e.g. retention.ms=60000.")
+    @Option(
+        name: .customLong("config"), help: "A topic configuration, key=value (repeatable), e.g. retention.ms=60000.")
     var configs: [String] = []
 
     func run() async throws {

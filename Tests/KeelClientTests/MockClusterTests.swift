@@ -66,7 +66,8 @@ final class MockClusterTests: XCTestCase {
         let count = 200
         for index in 0..<count {
             let key: ByteBuffer? = index % 7 == 0 ? nil : buffer("key-\(index)")
-            let value: ByteBuffer? = index % 11 == 0 ? nil : buffer("value-\(index)-" + String(repeating: "x", count: index))
+            let value: ByteBuffer? =
+                index % 11 == 0 ? nil : buffer("value-\(index)-" + String(repeating: "x", count: index))
             let headers = index % 3 == 0 ? [RecordHeader(key: "h", value: buffer("\(index)"))] : []
             try await producer.enqueue(topic: "ordered", key: key, value: value, headers: headers, partition: 0)
         }
@@ -120,7 +121,8 @@ final class MockClusterTests: XCTestCase {
         let producer = try await KeelProducer(client: client, configuration: configuration)
         for index in 0..<10 {
             _ = try await producer.send(
-                topic: "timed", key: nil, value: buffer("\(index)"), partition: 0, timestamp: 1_000_000 + Int64(index) * 10)
+                topic: "timed", key: nil, value: buffer("\(index)"), partition: 0,
+                timestamp: 1_000_000 + Int64(index) * 10)
         }
         let earliest = try await client.listOffsets(topic: "timed", partition: 0, .earliest)
         let latest = try await client.listOffsets(topic: "timed", partition: 0, .latest)

@@ -18,7 +18,9 @@ final class ScriptedBrokerTests: XCTestCase {
                     .init(
                         name: topic.name,
                         partitionResponses: topic.partitionData.map {
-                            .init(index: $0.index, errorCode: error, baseOffset: base, logAppendTimeMs: -1, logStartOffset: 0)
+                            .init(
+                                index: $0.index, errorCode: error, baseOffset: base, logAppendTimeMs: -1,
+                                logStartOffset: 0)
                         })
                 }))
     }
@@ -62,7 +64,9 @@ final class ScriptedBrokerTests: XCTestCase {
         XCTAssertEqual(offset, Offset(100))
         let produces = produceRequests(broker)
         XCTAssertEqual(produces.count, 2)
-        XCTAssertEqual(produces[0].topicData.first?.partitionData.first?.records, produces[1].topicData.first?.partitionData.first?.records)
+        XCTAssertEqual(
+            produces[0].topicData.first?.partitionData.first?.records,
+            produces[1].topicData.first?.partitionData.first?.records)
         let header = try batchHeader(produces[0])
         XCTAssertEqual(header.producerId, 4242)
         XCTAssertEqual(header.baseSequence, 0)
@@ -79,7 +83,8 @@ final class ScriptedBrokerTests: XCTestCase {
         let broker = try await ScriptedBroker { request in
             guard case .produce(let body) = request.request else { return nil }
             let count = Int64(
-                (try? RecordBatchHeader.read(from: body.topicData[0].partitionData[0].records!, at: 0))?.recordsCount ?? 0)
+                (try? RecordBatchHeader.read(from: body.topicData[0].partitionData[0].records!, at: 0))?.recordsCount
+                    ?? 0)
             let base = next.withLock { value -> Int64 in
                 defer { value += count }
                 return value
@@ -153,7 +158,8 @@ final class ScriptedBrokerTests: XCTestCase {
         _ = try await client.topicInfo("t")
         let connection = try await client.leaderConnection(topic: "t", partition: 0)
         let request = ListOffsetsRequest(
-            replicaId: -1, isolationLevel: 0, topics: [.init(name: "t", partitions: [.init(partitionIndex: 0, timestamp: -1)])])
+            replicaId: -1, isolationLevel: 0,
+            topics: [.init(name: "t", partitions: [.init(partitionIndex: 0, timestamp: -1)])])
         let version = try connection.version(for: .listOffsets)
         let first = connection.sendFrame(request, version: version, timeoutMs: 300, expectsResponse: true)
         let second = connection.sendFrame(request, version: version, timeoutMs: 60_000, expectsResponse: true)
@@ -181,17 +187,20 @@ final class ScriptedBrokerTests: XCTestCase {
             guard case .listOffsets = request.request else { return nil }
             let answer = ListOffsetsResponse(
                 topics: [.init(name: "t", partitions: [.init(partitionIndex: 0, timestamp: -1, offset: 1)])])
-            guard let earlier = held.withLock({ value -> DecodedRequest? in
-                defer { if value == nil { value = request } }
-                return value
-            }) else { return [] }
+            guard
+                let earlier = held.withLock({ value -> DecodedRequest? in
+                    defer { if value == nil { value = request } }
+                    return value
+                })
+            else { return [] }
             return [.answer(request, answer), .answer(earlier, answer)]
         }
         let client = try client(broker)
         _ = try await client.topicInfo("t")
         let connection = try await client.leaderConnection(topic: "t", partition: 0)
         let request = ListOffsetsRequest(
-            replicaId: -1, isolationLevel: 0, topics: [.init(name: "t", partitions: [.init(partitionIndex: 0, timestamp: -1)])])
+            replicaId: -1, isolationLevel: 0,
+            topics: [.init(name: "t", partitions: [.init(partitionIndex: 0, timestamp: -1)])])
         let first = connection.sendFrame(request, version: 2, timeoutMs: 5_000, expectsResponse: true)
         let second = connection.sendFrame(request, version: 2, timeoutMs: 5_000, expectsResponse: true)
         for future in [first, second] {
@@ -226,7 +235,13 @@ final class ScriptedBrokerTests: XCTestCase {
                         ]))
                 ]
             case .deleteTopics(let body):
-                return [.answer(request, DeleteTopicsResponse(responses: [.init(name: body.topicNames[0], errorCode: .unknownTopicOrPartition)]))]
+                return [
+                    .answer(
+                        request,
+                        DeleteTopicsResponse(responses: [
+                            .init(name: body.topicNames[0], errorCode: .unknownTopicOrPartition)
+                        ]))
+                ]
             case .describeConfigs(let body):
                 let name = body.resources[0].resourceName
                 return [
@@ -236,8 +251,12 @@ final class ScriptedBrokerTests: XCTestCase {
                             .init(
                                 errorMessage: nil, resourceType: 2, resourceName: name,
                                 configs: [
-                                    .init(name: "retention.ms", value: "1000", readOnly: false, configSource: 1, isSensitive: false, synonyms: []),
-                                    .init(name: "cleanup.policy", value: "delete", readOnly: false, configSource: 5, isSensitive: false, synonyms: []),
+                                    .init(
+                                        name: "retention.ms", value: "1000", readOnly: false, configSource: 1,
+                                        isSensitive: false, synonyms: []),
+                                    .init(
+                                        name: "cleanup.policy", value: "delete", readOnly: false, configSource: 5,
+                                        isSensitive: false, synonyms: []),
                                 ])
                         ]))
                 ]

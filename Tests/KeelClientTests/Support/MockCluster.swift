@@ -7,7 +7,10 @@ final class MockCluster {
     private let process: Process
     private let stdin: Pipe
 
-    enum StartError: Error { case noPython, noAddress(String) }
+    enum StartError: Error {
+        case noPython
+        case noAddress(String)
+    }
 
     /// Starts a cluster of `brokers` brokers and waits (up to 20 s) for its address.
     init(brokers: Int = 1) throws {

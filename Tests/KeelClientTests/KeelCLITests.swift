@@ -3,7 +3,7 @@ import XCTest
 
 /// The `keel topic`, `keel produce` and `keel consume` commands, run as a user would, against
 /// librdkafka's mock cluster.
-final class KeelCommandTests: XCTestCase {
+final class KeelCLITests: XCTestCase {
     private var cluster: MockCluster!
 
     override func setUpWithError() throws {
