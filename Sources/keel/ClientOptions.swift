@@ -37,6 +37,10 @@ struct ClientOptions: ParsableArguments {
             let name = topic ?? "the topic"
             return CommandError(
                 "topic '\(name)' already exists; pick another name or `keel topic delete \(name)` first")
+        case .broker(.offsetOutOfRange, _):
+            let name = topic ?? "the topic"
+            return CommandError(
+                "that offset is outside the log; see each partition's offsets with `keel topic describe \(name)`")
         case .broker(.invalidReplicationFactor, _):
             return CommandError(
                 "the replication factor is larger than the number of brokers; lower --replication-factor")

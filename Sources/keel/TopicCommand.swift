@@ -92,6 +92,11 @@ struct TopicDescribe: AsyncParsableCommand {
             let replicas = partition.replicas.map(String.init).joined(separator: ",")
             let isr = partition.isr.map(String.init).joined(separator: ",")
             var line = "  partition \(partition.partition)  leader \(leader)  replicas [\(replicas)]  isr [\(isr)]"
+            if let earliest = try? await client.listOffsets(topic: name, partition: partition.partition, .earliest),
+                let latest = try? await client.listOffsets(topic: name, partition: partition.partition, .latest)
+            {
+                line += "  offsets \(earliest)..<\(latest)"
+            }
             if partition.error != .none { line += "  error \(partition.error)" }
             print(line)
         }
