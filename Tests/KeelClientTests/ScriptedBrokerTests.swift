@@ -393,4 +393,91 @@ final class ScriptedBrokerTests: XCTestCase {
         await client.close()
         await broker.stop()
     }
+
+    /// When the leader moves to another broker, NOT_LEADER_OR_FOLLOWER makes the producer and
+    /// the consumer refresh metadata and follow it, over a connection to the new leader's node.
+    func testProducerAndConsumerFollowTheLeaderToAnotherBroker() async throws {
+        let leader = LockedBox<Int32>(1)
+        let ports = LockedBox<[Int32: Int]>([:])
+        let metadata: @Sendable (DecodedRequest) -> ScriptedReply = { request in
+            var names: [String] = []
+            if case .metadata(let body) = request.request { names = (body.topics ?? []).map(\.name) }
+            let current = leader.value
+            let known = ports.value
+            return .answer(
+                request,
+                MetadataResponse(
+                    brokers: known.keys.sorted().map {
+                        .init(nodeId: $0, host: "127.0.0.1", port: Int32(known[$0] ?? 0), rack: nil)
+                    },
+                    clusterId: "scripted", controllerId: 1,
+                    topics: names.map {
+                        .init(
+                            name: $0, isInternal: false,
+                            partitions: [
+                                .init(partitionIndex: 0, leaderId: current, replicaNodes: [1, 2], isrNodes: [1, 2])
+                            ])
+                    }))
+        }
+        // Node 1 leads at first, refuses the first produce and hands the partition to node 2.
+        let stored = LockedBox<[ByteBuffer]>([])
+        func script(id: Int32) -> ScriptedBroker.Script {
+            { request in
+                switch request.request {
+                case .metadata:
+                    return [metadata(request)]
+                case .produce(let body):
+                    guard id == 2 && leader.value == 2 else {
+                        leader.withLock { $0 = 2 }
+                        return [Self.produceAnswer(request, body, error: .notLeaderOrFollower, base: -1)]
+                    }
+                    if let records = body.topicData[0].partitionData[0].records {
+                        stored.withLock { $0.append(records) }
+                    }
+                    return [Self.produceAnswer(request, body, error: .none, base: 0)]
+                case .fetch(let body):
+                    let wanted = body.topics[0].partitions[0]
+                    let lead = leader.value == id
+                    var records = ByteBuffer()
+                    if lead, wanted.fetchOffset == 0 {
+                        for var batch in stored.value { records.writeBuffer(&batch) }
+                    }
+                    return [
+                        .answer(
+                            request,
+                            FetchResponse(
+                                sessionId: 0,
+                                responses: [
+                                    .init(
+                                        topic: body.topics[0].topic,
+                                        partitions: [
+                                            .init(
+                                                partitionIndex: 0, errorCode: lead ? .none : .notLeaderOrFollower,
+                                                highWatermark: 1, lastStableOffset: 1, logStartOffset: 0,
+                                                abortedTransactions: nil, preferredReadReplica: -1,
+                                                records: .bytes(records))
+                                        ])
+                                ]))
+                    ]
+                default:
+                    return nil
+                }
+            }
+        }
+        let first = try await ScriptedBroker(script: script(id: 1))
+        let second = try await ScriptedBroker(script: script(id: 2))
+        ports.withLock { $0 = [1: first.port, 2: second.port] }
+        let client = try client(first)
+        let producer = try await KeelProducer(client: client)
+        let offset = try await producer.send(topic: "moving", key: nil, value: ByteBuffer(string: "hello"))
+        XCTAssertEqual(offset, .zero)
+        XCTAssertEqual(produceRequests(first).count, 1, "refused once by the old leader")
+        XCTAssertEqual(produceRequests(second).count, 1, "then sent to the new one")
+        let fetched = try await client.fetch(topic: "moving", partition: 0, offset: .zero)
+        XCTAssertEqual(fetched.records.map { $0.value.map { String(buffer: $0) } }, ["hello"])
+        XCTAssertTrue(second.requests.contains { if case .fetch = $0.request { true } else { false } })
+        await client.close()
+        await first.stop()
+        await second.stop()
+    }
 }
