@@ -90,7 +90,8 @@ struct RecordAccumulator<Waiter> {
         }
         if open[partition] == nil {
             generations += 1
-            let capacity = min(batchBytesMax, max(1024, RecordBatchHeader.size + estimate))
+            // Room for a whole batch up front (as Kafka's BufferPool does): no regrowth while appending.
+            let capacity = max(batchBytesMax, RecordBatchHeader.size + estimate)
             open[partition] = OpenBatch(
                 builder: RecordBatchBuilder(capacity: capacity), waiters: [], createdAtMs: nowMs,
                 generation: generations)

@@ -48,7 +48,7 @@ struct ProduceCommand: AsyncParsableCommand {
         let recordHeaders = try parseKeyValues(headers, option: "--header").map {
             RecordHeader(key: $0.0, value: ByteBuffer(string: $0.1))
         }
-        var lines = try LineReader(path: file)
+        let lines = try LineReader(path: file)
 
         let client = try options.makeClient()
         var configuration = ProducerConfiguration()
@@ -62,23 +62,27 @@ struct ProduceCommand: AsyncParsableCommand {
         }
         var count = 0
         var lineNumber = 0
+        let separator = keySeparator.map { Array($0.utf8) }
         do {
+            // One buffer per line holds the record's bytes; key and value are slices of it.
             while let line = lines.next() {
                 lineNumber += 1
                 var key: ByteBuffer?
                 var value = line
-                if let keySeparator {
-                    guard let range = line.range(of: keySeparator) else {
+                if let separator, let keySeparator {
+                    guard let at = Self.firstIndex(of: separator, in: line),
+                        let head = line.getSlice(at: line.readerIndex, length: at - line.readerIndex),
+                        let tail = line.getSlice(at: at + separator.count, length: line.writerIndex - at - separator.count)
+                    else {
                         throw CommandError(
                             "line \(lineNumber) has no key separator '\(keySeparator)'; write KEY\(keySeparator)VALUE "
                                 + "on every line or leave out --key-separator")
                     }
-                    key = ByteBuffer(string: String(line[..<range.lowerBound]))
-                    value = String(line[range.upperBound...])
+                    key = head
+                    value = tail
                 }
                 try await producer.enqueue(
-                    topic: topic, key: key, value: ByteBuffer(string: value), headers: recordHeaders,
-                    partition: partition)
+                    topic: topic, key: key, value: value, headers: recordHeaders, partition: partition)
                 count += 1
             }
             try await producer.flush()
@@ -90,11 +94,31 @@ struct ProduceCommand: AsyncParsableCommand {
     }
 }
 
-/// Lines of a file or of stdin, without their line ends ("\n" or "\r\n").
-struct LineReader {
+extension ProduceCommand {
+    /// The reader index of the first occurrence of `separator` in `line`, if any.
+    static func firstIndex(of separator: [UInt8], in line: ByteBuffer) -> Int? {
+        let view = line.readableBytesView
+        guard let first = separator.first, view.count >= separator.count else { return nil }
+        var index = view.startIndex
+        let last = view.endIndex - separator.count
+        while index <= last {
+            if view[index] == first && view[index..<(index + separator.count)].elementsEqual(separator) {
+                return line.readerIndex + (index - view.startIndex)
+            }
+            index += 1
+        }
+        return nil
+    }
+}
+
+/// Lines of a file or of stdin, without their line ends ("\n" or "\r\n"), each in its own buffer.
+final class LineReader {
     private let handle: UnsafeMutablePointer<FILE>
     private let ownsHandle: Bool
     private var isOpen = true
+    /// getline's buffer, reused for every line.
+    private var line: UnsafeMutablePointer<CChar>?
+    private var capacity = 0
 
     init(path: String?) throws {
         if let path {
@@ -112,21 +136,23 @@ struct LineReader {
         }
     }
 
-    mutating func next() -> String? {
+    deinit {
+        free(line)
+        if isOpen && ownsHandle { fclose(handle) }
+    }
+
+    /// The next line's bytes, or nil at the end of the input.
+    func next() -> ByteBuffer? {
         guard isOpen else { return nil }
-        var line: UnsafeMutablePointer<CChar>?
-        var capacity = 0
-        defer { free(line) }
         let length = getline(&line, &capacity, handle)
         guard length >= 0, let line else {
             isOpen = false
             if ownsHandle { fclose(handle) }
             return nil
         }
-        var bytes = UnsafeBufferPointer(
-            start: UnsafeRawPointer(line).assumingMemoryBound(to: UInt8.self), count: length)
-        if bytes.last == UInt8(ascii: "\n") { bytes = UnsafeBufferPointer(rebasing: bytes.dropLast()) }
-        if bytes.last == UInt8(ascii: "\r") { bytes = UnsafeBufferPointer(rebasing: bytes.dropLast()) }
-        return String(decoding: bytes, as: UTF8.self)
+        var bytes = UnsafeRawBufferPointer(start: line, count: length)
+        if bytes.last == UInt8(ascii: "\n") { bytes = UnsafeRawBufferPointer(rebasing: bytes.dropLast()) }
+        if bytes.last == UInt8(ascii: "\r") { bytes = UnsafeRawBufferPointer(rebasing: bytes.dropLast()) }
+        return ByteBuffer(bytes: bytes)
     }
 }
