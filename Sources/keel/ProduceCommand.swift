@@ -72,7 +72,8 @@ struct ProduceCommand: AsyncParsableCommand {
                 if let separator, let keySeparator {
                     guard let at = Self.firstIndex(of: separator, in: line),
                         let head = line.getSlice(at: line.readerIndex, length: at - line.readerIndex),
-                        let tail = line.getSlice(at: at + separator.count, length: line.writerIndex - at - separator.count)
+                        let tail = line.getSlice(
+                            at: at + separator.count, length: line.writerIndex - at - separator.count)
                     else {
                         throw CommandError(
                             "line \(lineNumber) has no key separator '\(keySeparator)'; write KEY\(keySeparator)VALUE "
