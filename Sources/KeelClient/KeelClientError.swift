@@ -41,6 +41,9 @@ public enum KeelClientError: Error, Sendable, Equatable, CustomStringConvertible
     public var isRetriable: Bool {
         switch self {
         case .connectFailed, .connectionClosed, .requestTimedOut, .leaderNotAvailable: true
+        // OFFSET_OUT_OF_RANGE will not change by asking again (Kafka's OffsetOutOfRangeException is
+        // not retriable): the caller must pick another offset.
+        case .broker(.offsetOutOfRange, _): false
         case .broker(let code, _): code.isRetriable
         default: false
         }

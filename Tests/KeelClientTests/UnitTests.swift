@@ -149,6 +149,7 @@ final class ErrorClassificationTests: XCTestCase {
         for error in retriable { XCTAssertTrue(error.isRetriable, "\(error)") }
         let fatal: [KeelClientError] = [
             .broker(.messageTooLarge, context: ""), .broker(.invalidRecord, context: ""),
+            .broker(.offsetOutOfRange, context: ""),
             .broker(.topicAlreadyExists, context: ""), .broker(.outOfOrderSequenceNumber, context: ""),
             .broker(.invalidProducerEpoch, context: ""), .protocolViolation("x"), .unknownTopic("t"),
             .unsupportedVersion(api: .fetch, version: 11, brokerRange: 12...13), .closed,
