@@ -58,6 +58,17 @@ let package = Package(
             ]
         ),
 
+        // Layer 3: one Raft group per partition, driven over LogStorage.
+        .target(
+            name: "Replication",
+            dependencies: [
+                "Raft",
+                "LogStorage",
+                "Records",
+                .product(name: "NIOCore", package: "swift-nio"),
+            ]
+        ),
+
         // Layer 4: the node's logic with no sockets and no wall clock.
         .target(
             name: "Broker",
@@ -131,6 +142,17 @@ let package = Package(
         ),
         // Test support: the seeded, deterministic simulation of layers 1–4.
         .target(name: "Simulation", dependencies: ["Raft"]),
+        .testTarget(
+            name: "ReplicationTests",
+            dependencies: [
+                "Replication",
+                "Raft",
+                "LogStorage",
+                "Records",
+                "Simulation",
+                .product(name: "NIOCore", package: "swift-nio"),
+            ]
+        ),
         // `keel-sim`: runs any number of simulation seeds, or replays one.
         .executableTarget(
             name: "keel-sim",

@@ -1,1 +1,784 @@
-// Raft: consensus as a deterministic state machine. (Skeleton; see DESIGN.md, Replication.)
+// Raft: consensus for one partition as a deterministic, value-typed state machine.
+//
+// What it owns: the election (pre-vote, check-quorum, leadership transfer), the replication protocol (AppendEntries
+// with batch-boundary conflict truncation, fast back-off, pipelined appends per follower, log resets for followers
+// behind the leader's log start) and the commit index. One `RaftNode` is one replica of one partition.
+//
+// What it must never do: I/O, reading a clock, drawing unseeded randomness, threads, or holding the log. The log
+// belongs to the shell (LogStorage in Keel, an array in the simulation); the core reads it through
+// `RaftLogReader`, and asks for changes through `Ready.logWrite`.
+//
+// Keel's shape: an entry is a Kafka record batch covering the index range `firstIndex...lastIndex` (its base and
+// last offset); its Raft index is its last index; its term is the batch's partitionLeaderEpoch. Offsets are Raft
+// positions: a fresh log starts at 0, and the only Raft-internal entry ever written is the one LEADER_CHANGE
+// no-op of a new leader whose log extends past its commit index.
+//
+// Main types: `RaftNode` (calls in: `tick`, `step`, `propose`, `transferLeadership`, `persisted`; effects out:
+// `ready()`), `Role`, `Progress`, `Message`, `Ready`, `LogWrite`, `RaftLogReader`, and the distinct numbers
+// `Term`, `NodeID`, `LogIndex`.
+//
+// Driving it: call in, then `ready()`, then persist the hard state durably, apply the log write (visible to the
+// reader at once; fsync may finish later and is reported with `persisted(upTo:term:)`), then send the messages,
+// then expose entries up to the commit index. A follower acknowledges only durable entries, and a leader counts
+// its own entries toward the commit only once they are durable, so the fsync may run asynchronously.
+
+/// The role of a node, with the state that only that role has.
+public enum Role: Sendable {
+    /// Follows `leader`, when it knows one.
+    case follower(leader: NodeID?)
+    /// Asks for pre-votes for the next term without changing its own; `votes` holds the answers so far.
+    case preCandidate(votes: [NodeID: Bool])
+    /// Campaigns in its current term; `votes` holds the answers so far.
+    case candidate(votes: [NodeID: Bool])
+    /// Leads its current term.
+    case leader(LeaderState)
+}
+
+/// What only a leader keeps.
+public struct LeaderState: Sendable {
+    /// Each follower's progress (keyed by node id; iterate the sorted voters, never this dictionary).
+    public internal(set) var progress: [NodeID: Progress]
+    /// The node leadership is being handed to, if a transfer is under way.
+    public internal(set) var transferTarget: NodeID?
+    /// Ticks since the transfer started; it is abandoned after an election timeout.
+    var transferElapsedTicks: Int
+}
+
+/// Why a proposal was refused.
+public enum ProposalError: Error, Equatable, Sendable {
+    /// Only the leader accepts proposals; `leader` is the one this node knows of, if any.
+    case notLeader(leader: NodeID?)
+    /// The leader is handing its leadership away.
+    case transferInProgress
+}
+
+/// Why a leadership transfer was refused.
+public enum TransferError: Error, Equatable, Sendable {
+    /// Only the leader can hand leadership away.
+    case notLeader
+    /// The target is not another voter of this group.
+    case unknownTarget
+}
+
+/// One replica of one Raft group. See the module overview above.
+public struct RaftNode<Payload: RaftPayload>: Sendable {
+    /// Limits, timings and the voters.
+    public let configuration: RaftConfiguration
+    /// The other voters, sorted: every loop over followers walks this array, never a dictionary.
+    private let peers: [NodeID]
+    /// The current term.
+    public private(set) var term: Term
+    /// The vote cast in the current term.
+    public private(set) var votedFor: NodeID?
+    /// Follower, pre-candidate, candidate or leader.
+    public private(set) var role: Role
+    /// The highest index known committed; never moves back during the node's life.
+    public private(set) var commitIndex: LogIndex
+    /// The highest index of this node's log known durable (and still part of the log); below the log start
+    /// while a log reset is not yet durable.
+    public private(set) var persistedIndex: LogIndex
+
+    private var overlay = LogOverlay<Payload>()
+    private var outbox: [Message<Payload>] = []
+    private var hardStateChanged = false
+    private var commitChanged = false
+    private var electionElapsedTicks = 0
+    private var heartbeatElapsedTicks = 0
+    private var electionTimeoutTicks = 0
+    private var random: SeededRandom
+    /// What this follower owes its leader: entries up to `matched` match the leader's log; `sent` was acknowledged.
+    private var acknowledgement: (leader: NodeID, term: Term, matched: LogIndex, sent: LogIndex)?
+
+    /// This node's id.
+    public var id: NodeID { configuration.id }
+
+    /// The leader this node knows of in its term (itself when leading).
+    public var leader: NodeID? {
+        switch role {
+        case .follower(let leader): return leader
+        case .leader: return id
+        case .preCandidate, .candidate: return nil
+        }
+    }
+
+    /// True while this node leads.
+    public var isLeader: Bool {
+        if case .leader = role { return true }
+        return false
+    }
+
+    /// A node restarted from what the shell kept: the durable hard state and the recovered log. The commit index
+    /// restarts at the entry before the log start (retention only removes committed entries).
+    public init(configuration: RaftConfiguration, hardState: HardState, log: some RaftLogReader<Payload>, seed: UInt64)
+    {
+        configuration.validate()
+        self.configuration = configuration
+        peers = configuration.voters.filter { $0 != configuration.id }
+        term = hardState.term
+        votedFor = hardState.votedFor
+        role = .follower(leader: nil)
+        commitIndex = log.firstIndex - 1
+        persistedIndex = log.lastIndex
+        random = SeededRandom(seed: seed)
+        resetElectionTimeout()
+    }
+
+    // MARK: - The log as the core sees it (the reader plus what the shell has not applied yet)
+
+    /// The log start offset.
+    public func firstIndex(_ log: some RaftLogReader<Payload>) -> LogIndex { overlay.firstIndex(log) }
+
+    /// The last index of the log, including entries not yet handed to the shell.
+    public func lastIndex(_ log: some RaftLogReader<Payload>) -> LogIndex { overlay.lastIndex(log) }
+
+    /// The term of the entry covering `index`.
+    public func term(at index: LogIndex, _ log: some RaftLogReader<Payload>) -> Term? { overlay.term(at: index, log) }
+
+    private func lastTerm(_ log: some RaftLogReader<Payload>) -> Term {
+        guard let term = overlay.term(at: lastIndex(log), log) else {
+            preconditionFailure("the log must know the term of its last entry")
+        }
+        return term
+    }
+
+    // MARK: - Calls in
+
+    /// Advances the logical clock by one tick: election timeouts, heartbeats, check-quorum, retries.
+    public mutating func tick(log: some RaftLogReader<Payload>) {
+        electionElapsedTicks += 1
+        guard case .leader = role else {
+            if electionElapsedTicks >= electionTimeoutTicks {
+                electionElapsedTicks = 0
+                startPreVote(log)
+            }
+            return
+        }
+        heartbeatElapsedTicks += 1
+        if electionElapsedTicks >= configuration.electionTimeoutTicksMin {
+            electionElapsedTicks = 0
+            guard checkQuorum() else {
+                becomeFollower(term: term, leader: nil)
+                return
+            }
+        }
+        var state = takeLeaderState()
+        if state.transferTarget != nil {
+            state.transferElapsedTicks += 1
+            if state.transferElapsedTicks >= configuration.electionTimeoutTicksMin { state.transferTarget = nil }
+        }
+        for peer in peers {
+            guard var progress = state.progress[peer] else { continue }
+            let waiting: Bool
+            switch progress.mode {
+            case .replicate: waiting = !progress.inflights.isEmpty
+            case .resetLog: waiting = true
+            case .probe: waiting = false
+            }
+            if waiting {
+                progress.stalledTicks += 1
+                if progress.stalledTicks >= configuration.appendRetryTicks {
+                    // Appends or a reset were lost (or their answers were): find the follower's position again.
+                    progress.becomeProbe()
+                }
+            }
+            state.progress[peer] = progress
+        }
+        role = .leader(state)
+        if heartbeatElapsedTicks >= configuration.heartbeatIntervalTicks {
+            heartbeatElapsedTicks = 0
+            for peer in peers {
+                guard let progress = state.progress[peer] else { continue }
+                send(to: peer, .heartbeat(commit: min(progress.match, commitIndex)))
+            }
+        }
+        for peer in peers { sendAppends(to: peer, log) }
+    }
+
+    /// Starts an election now, as if the election timeout had passed (with a pre-vote first). A leader ignores it.
+    public mutating func campaign(log: some RaftLogReader<Payload>) {
+        guard !isLeader else { return }
+        electionElapsedTicks = 0
+        startPreVote(log)
+    }
+
+    /// Proposes a payload; the leader assigns it the next `recordCount` indexes and returns that range.
+    ///
+    /// The entry is committed once `commitIndex` reaches the range's upper bound while the log still holds it
+    /// with this leader's term (`term(at:)`); a later leader may have replaced it before, and then the shell
+    /// answers the producer with an error (NOT_LEADER_OR_FOLLOWER) rather than a success.
+    @discardableResult
+    public mutating func propose(
+        _ payload: Payload, log: some RaftLogReader<Payload>
+    ) throws(ProposalError) -> ClosedRange<LogIndex> {
+        guard case .leader(let state) = role else { throw .notLeader(leader: leader) }
+        guard state.transferTarget == nil else { throw .transferInProgress }
+        precondition(payload.recordCount >= 1, "a batch holds at least one record")
+        let first = lastIndex(log) + 1
+        let entry = Entry(
+            term: term, firstIndex: first, lastIndex: first + Int64(payload.recordCount - 1),
+            content: .data(payload))
+        overlay.write(truncateAfter: nil, entries: [entry], log)
+        maybeCommit(log)  // a group of one commits as soon as the entry is durable; this is a no-op otherwise
+        for peer in peers { sendAppends(to: peer, log) }
+        return entry.firstIndex...entry.lastIndex
+    }
+
+    /// Starts handing leadership to `target`: catch it up, then tell it to campaign at once. Proposals are refused
+    /// until the transfer ends (the target wins, or an election timeout passes).
+    public mutating func transferLeadership(to target: NodeID, log: some RaftLogReader<Payload>) throws(TransferError) {
+        guard case .leader = role else { throw .notLeader }
+        var state = takeLeaderState()
+        guard target != id, configuration.voters.contains(target), var progress = state.progress[target] else {
+            role = .leader(state)
+            throw .unknownTarget
+        }
+        state.transferTarget = target
+        state.transferElapsedTicks = 0
+        let caughtUp = progress.match == lastIndex(log)
+        if !caughtUp, case .replicate = progress.mode {
+            // Appends to the target may have been lost; a transfer is rare, so probe again rather than wait.
+            progress.becomeProbe()
+            state.progress[target] = progress
+        }
+        role = .leader(state)
+        if caughtUp {
+            send(to: target, .timeoutNow)
+        } else {
+            sendAppends(to: target, log)
+        }
+    }
+
+    /// The shell reports that its log is durable up to the entry ending at `index`, of term `term` (reports about
+    /// entries that were cut meanwhile are ignored).
+    public mutating func persisted(upTo index: LogIndex, term entryTerm: Term, log: some RaftLogReader<Payload>) {
+        guard index > persistedIndex, index <= lastIndex(log), term(at: index, log) == entryTerm else { return }
+        persistedIndex = index
+        if case .leader = role {
+            if maybeCommit(log) { broadcastCommit(log) }
+        } else {
+            sendOwedAcknowledgement()
+        }
+    }
+
+    /// Takes the effects accumulated since the last call. See `Ready` for the order the shell must follow.
+    public mutating func ready() -> Ready<Payload> {
+        let ready = Ready(
+            hardState: hardStateChanged ? HardState(term: term, votedFor: votedFor) : nil,
+            logWrite: overlay.isEmpty ? nil : LogWrite(cut: overlay.cut, entries: overlay.entries),
+            messages: outbox,
+            commitIndex: commitChanged ? commitIndex : nil)
+        hardStateChanged = false
+        commitChanged = false
+        overlay = LogOverlay()
+        outbox = []
+        return ready
+    }
+
+    /// Handles one message from another node of the group.
+    public mutating func step(_ message: Message<Payload>, log: some RaftLogReader<Payload>) {
+        precondition(message.to == id, "a message reached the wrong node")
+        guard message.from != id, configuration.voters.contains(message.from) else { return }
+        if message.term > term {
+            switch message.kind {
+            case .preVoteRequest, .voteRequest(_, _, transfer: false):
+                // Check-quorum's lease: while this node hears from a leader, nobody can take its vote away.
+                if inLease { return }
+            default: break
+            }
+            switch message.kind {
+            case .preVoteRequest, .preVoteResponse(granted: true):
+                break  // a pre-vote never changes a term
+            case .append, .heartbeat, .resetLog, .timeoutNow:
+                becomeFollower(term: message.term, leader: message.from)
+            default:
+                becomeFollower(term: message.term, leader: nil)
+            }
+        } else if message.term < term {
+            switch message.kind {
+            case .append, .heartbeat, .resetLog:
+                // A deposed leader learns the new term from the answer, and steps down.
+                send(to: message.from, .heartbeatResponse)
+            case .preVoteRequest:
+                send(to: message.from, .preVoteResponse(granted: false))
+            default:
+                break
+            }
+            return
+        }
+        switch message.kind {
+        case .preVoteRequest(let lastIndex, let lastTerm):
+            handleVoteRequest(message, lastIndex: lastIndex, lastTerm: lastTerm, pre: true, log)
+        case .voteRequest(let lastIndex, let lastTerm, _):
+            handleVoteRequest(message, lastIndex: lastIndex, lastTerm: lastTerm, pre: false, log)
+        case .preVoteResponse(let granted):
+            guard case .preCandidate(var votes) = role, message.term == term.next || !granted else { return }
+            votes[message.from] = granted
+            role = .preCandidate(votes: votes)
+            switch tally(votes) {
+            case .won: startCampaign(transfer: false, log)
+            case .lost: becomeFollower(term: term, leader: nil)
+            case .pending: break
+            }
+        case .voteResponse(let granted):
+            guard case .candidate(var votes) = role else { return }
+            votes[message.from] = granted
+            role = .candidate(votes: votes)
+            switch tally(votes) {
+            case .won: becomeLeader(log)
+            case .lost: becomeFollower(term: term, leader: nil)
+            case .pending: break
+            }
+        case .append(let prevLastIndex, let prevTerm, let entries, let leaderCommit):
+            followLeader(message.from)
+            handleAppend(
+                from: message.from, prevLastIndex: prevLastIndex, prevTerm: prevTerm, entries: entries,
+                leaderCommit: leaderCommit, log)
+        case .heartbeat(let commit):
+            followLeader(message.from)
+            advanceCommit(to: min(commit, lastIndex(log)))
+            send(to: message.from, .heartbeatResponse)
+        case .resetLog(let start, let prevTerm, let leaderCommit):
+            followLeader(message.from)
+            handleResetLog(from: message.from, start: start, prevTerm: prevTerm, leaderCommit: leaderCommit, log)
+        case .timeoutNow:
+            if !isLeader { startCampaign(transfer: true, log) }
+        case .appendResponse(let response):
+            handleAppendResponse(from: message.from, response, log)
+        case .heartbeatResponse:
+            handleHeartbeatResponse(from: message.from, log)
+        }
+    }
+
+    // MARK: - Elections
+
+    /// True while a leader is known and was heard from within the minimum election timeout.
+    private var inLease: Bool {
+        switch role {
+        case .leader: return true
+        case .follower(.some): return electionElapsedTicks < configuration.electionTimeoutTicksMin
+        default: return false
+        }
+    }
+
+    private mutating func resetElectionTimeout() {
+        let spread = UInt64(configuration.electionTimeoutTicksMax - configuration.electionTimeoutTicksMin)
+        electionTimeoutTicks = configuration.electionTimeoutTicksMin + Int(random.next() % spread)
+    }
+
+    private mutating func becomeFollower(term newTerm: Term, leader: NodeID?) {
+        precondition(newTerm >= term, "terms never go back")
+        if newTerm > term {
+            term = newTerm
+            votedFor = nil
+            hardStateChanged = true
+        }
+        if let owed = acknowledgement, owed.term != term || owed.leader != leader { acknowledgement = nil }
+        role = .follower(leader: leader)
+        electionElapsedTicks = 0
+        resetElectionTimeout()
+    }
+
+    /// Records the sender of an append, heartbeat or reset as this term's leader (at most one per term).
+    private mutating func followLeader(_ sender: NodeID) {
+        switch role {
+        case .leader:
+            preconditionFailure("two leaders in term \(term): \(id) and \(sender)")
+        case .follower(let known?):
+            precondition(known == sender, "two leaders in term \(term): \(known) and \(sender)")
+            electionElapsedTicks = 0
+        default:
+            becomeFollower(term: term, leader: sender)
+        }
+    }
+
+    private mutating func startPreVote(_ log: some RaftLogReader<Payload>) {
+        role = .preCandidate(votes: [id: true])
+        electionElapsedTicks = 0
+        resetElectionTimeout()
+        if case .won = tally([id: true]) {
+            startCampaign(transfer: false, log)
+            return
+        }
+        let lastIndex = lastIndex(log)
+        let lastTerm = lastTerm(log)
+        for peer in peers {
+            outbox.append(
+                Message(
+                    from: id, to: peer, term: term.next,
+                    kind: .preVoteRequest(lastIndex: lastIndex, lastTerm: lastTerm)))
+        }
+    }
+
+    private mutating func startCampaign(transfer: Bool, _ log: some RaftLogReader<Payload>) {
+        term = term.next
+        votedFor = id
+        hardStateChanged = true
+        acknowledgement = nil
+        role = .candidate(votes: [id: true])
+        electionElapsedTicks = 0
+        resetElectionTimeout()
+        if case .won = tally([id: true]) {
+            becomeLeader(log)
+            return
+        }
+        let lastIndex = lastIndex(log)
+        let lastTerm = lastTerm(log)
+        for peer in peers {
+            send(to: peer, .voteRequest(lastIndex: lastIndex, lastTerm: lastTerm, transfer: transfer))
+        }
+    }
+
+    private enum Tally { case won, lost, pending }
+
+    private func tally(_ votes: [NodeID: Bool]) -> Tally {
+        var granted = 0
+        var rejected = 0
+        for voter in configuration.voters {
+            switch votes[voter] {
+            case true?: granted += 1
+            case false?: rejected += 1
+            case nil: break
+            }
+        }
+        if granted >= configuration.quorum { return .won }
+        if rejected > configuration.voters.count - configuration.quorum { return .lost }
+        return .pending
+    }
+
+    private mutating func handleVoteRequest(
+        _ message: Message<Payload>, lastIndex: LogIndex, lastTerm: Term, pre: Bool, _ log: some RaftLogReader<Payload>
+    ) {
+        // A real vote is given once per term; a pre-vote for a future term binds nothing.
+        let canVote =
+            votedFor == message.from || (votedFor == nil && leader == nil) || (pre && message.term > term)
+        let ourLastTerm = self.lastTerm(log)
+        // Up to date: a later last term, or the same last term and at least as long a log (§5.4.1).
+        let upToDate = lastTerm > ourLastTerm || (lastTerm == ourLastTerm && lastIndex >= self.lastIndex(log))
+        if canVote && upToDate {
+            if pre {
+                outbox.append(
+                    Message(
+                        from: id, to: message.from, term: message.term,
+                        kind: .preVoteResponse(granted: true)))
+            } else {
+                votedFor = message.from
+                hardStateChanged = true
+                electionElapsedTicks = 0
+                send(to: message.from, .voteResponse(granted: true))
+            }
+        } else {
+            send(to: message.from, pre ? .preVoteResponse(granted: false) : .voteResponse(granted: false))
+        }
+    }
+
+    private mutating func becomeLeader(_ log: some RaftLogReader<Payload>) {
+        let next = lastIndex(log) + 1
+        var progress: [NodeID: Progress] = [:]
+        for peer in peers { progress[peer] = Progress(next: next) }
+        role = .leader(LeaderState(progress: progress, transferTarget: nil, transferElapsedTicks: 0))
+        acknowledgement = nil
+        electionElapsedTicks = 0
+        heartbeatElapsedTicks = 0
+        // Entries of earlier terms commit only through one of the leader's own term (§5.4.2). An empty or fully
+        // committed log needs none: a fresh partition still starts at offset 0 and a quiet failover leaves no gap.
+        if lastIndex(log) > commitIndex {
+            let entry = Entry<Payload>(term: term, firstIndex: next, lastIndex: next, content: .leaderChange)
+            overlay.write(truncateAfter: nil, entries: [entry], log)
+        }
+        maybeCommit(log)
+        for peer in peers { sendAppends(to: peer, log, allowEmpty: true) }
+    }
+
+    /// Counts the voters that answered since the last round (the leader itself included) and clears the marks.
+    private mutating func checkQuorum() -> Bool {
+        var state = takeLeaderState()
+        var active = 1
+        for peer in peers {
+            guard var progress = state.progress[peer] else { continue }
+            if progress.recentActive { active += 1 }
+            progress.recentActive = false
+            state.progress[peer] = progress
+        }
+        role = .leader(state)
+        return active >= configuration.quorum
+    }
+
+    // MARK: - Replication, follower side
+
+    private mutating func handleAppend(
+        from leader: NodeID, prevLastIndex: LogIndex, prevTerm: Term, entries: [Entry<Payload>],
+        leaderCommit: LogIndex, _ log: some RaftLogReader<Payload>
+    ) {
+        var prevLastIndex = prevLastIndex
+        var prevTerm = prevTerm
+        var entries = entries
+        if prevLastIndex < commitIndex {
+            // The committed prefix matches every leader's log: skip what it covers.
+            entries.removeAll { $0.lastIndex <= commitIndex }
+            guard entries.first.map({ $0.firstIndex == commitIndex + 1 }) ?? true,
+                let committedTerm = term(at: commitIndex, log)
+            else { return }  // a batch straddling our commit index cannot come from a legitimate leader
+            prevLastIndex = commitIndex
+            prevTerm = committedTerm
+        }
+        guard let ourTerm = term(at: prevLastIndex, log), ourTerm == prevTerm else {
+            let (hintIndex, hintTerm) = lastIndex(
+                atOrBefore: min(prevLastIndex, lastIndex(log)), termAtMost: prevTerm, log)
+            send(
+                to: leader,
+                .appendResponse(
+                    .rejected(
+                        prevLastIndex: prevLastIndex, hintIndex: hintIndex,
+                        hintTerm: hintTerm)))
+            return
+        }
+        var lastNew = prevLastIndex
+        for (k, entry) in entries.enumerated() {
+            guard entry.firstIndex == lastNew + 1 else { return }  // malformed: entries must be contiguous
+            if term(at: entry.lastIndex, log) == entry.term {
+                lastNew = entry.lastIndex  // the same batch (one leader per term writes each range once)
+                continue
+            }
+            // The first conflicting or missing batch: cut our log at its start (a batch boundary) and append.
+            let cut = entry.firstIndex - 1
+            precondition(cut >= commitIndex, "a leader asked node \(id) to truncate committed entries")
+            let truncate = cut < lastIndex(log) ? cut : nil
+            if let truncate { persistedIndex = min(persistedIndex, truncate) }
+            var tail = Array(entries[k...])
+            for index in tail.indices.dropFirst() where tail[index].firstIndex != tail[index - 1].lastIndex + 1 {
+                tail.removeSubrange(index...)
+                break
+            }
+            overlay.write(truncateAfter: truncate, entries: tail, log)
+            lastNew = tail[tail.count - 1].lastIndex
+            break
+        }
+        advanceCommit(to: min(leaderCommit, lastNew))
+        acknowledge(leader: leader, matched: lastNew)
+    }
+
+    private mutating func handleResetLog(
+        from leader: NodeID, start: LogIndex, prevTerm: Term, leaderCommit: LogIndex, _ log: some RaftLogReader<Payload>
+    ) {
+        let before = start - 1
+        if let ourTerm = term(at: before, log) {
+            if ourTerm == prevTerm {
+                // We already hold the leader's log start: no reset needed.
+                advanceCommit(to: min(leaderCommit, before))
+                acknowledge(leader: leader, matched: before)
+                return
+            }
+            precondition(before > commitIndex, "a log reset contradicts node \(id)'s committed entries")
+        } else if before < firstIndex(log) - 1 {
+            // Our log already starts past the leader's (our own retention, or an earlier reset): we hold more than
+            // the leader believes. Our committed prefix is in every later leader's log, so say how far it reaches;
+            // ignoring the reset left the leader resetting forever (found by simulation seed 291, 3 nodes).
+            acknowledge(leader: leader, matched: commitIndex)
+            return
+        }
+        overlay.reset(start: start, prevTerm: prevTerm)
+        // Nothing of the old log survives a reset, not even below `start`: until the reset itself is durable, a
+        // crash brings the old log back, so nothing may be acknowledged (found by simulation seed 5807, 5 nodes).
+        persistedIndex = min(persistedIndex, before - 1)
+        advanceCommit(to: before)
+        acknowledge(leader: leader, matched: before)
+    }
+
+    /// Notes that the log matches `leader`'s up to `matched`, and answers at once if that is already durable;
+    /// otherwise the answer goes out when `persisted(upTo:term:)` covers it.
+    private mutating func acknowledge(leader: NodeID, matched: LogIndex) {
+        if var owed = acknowledgement, owed.leader == leader, owed.term == term {
+            owed.matched = max(owed.matched, matched)
+            acknowledgement = owed
+        } else {
+            acknowledgement = (leader, term, matched, .none)
+        }
+        let durable = min(acknowledgement!.matched, persistedIndex)
+        if durable >= matched {
+            acknowledgement!.sent = max(acknowledgement!.sent, durable)
+            send(to: leader, .appendResponse(.accepted(match: durable)))
+        }
+    }
+
+    private mutating func sendOwedAcknowledgement() {
+        guard var owed = acknowledgement, owed.term == term else { return }
+        let durable = min(owed.matched, persistedIndex)
+        guard durable > owed.sent else { return }
+        owed.sent = durable
+        acknowledgement = owed
+        send(to: owed.leader, .appendResponse(.accepted(match: durable)))
+    }
+
+    private mutating func advanceCommit(to index: LogIndex) {
+        guard index > commitIndex else { return }
+        commitIndex = index
+        commitChanged = true
+    }
+
+    /// The last index at or before `index` whose term is at most `maxTerm`, and its term; it jumps a whole term
+    /// per step, using the fact that terms never decrease along the log. Below the log start it returns
+    /// `firstIndex - 2` and term zero.
+    private func lastIndex(
+        atOrBefore index: LogIndex, termAtMost maxTerm: Term, _ log: some RaftLogReader<Payload>
+    ) -> (LogIndex, Term) {
+        let floor = firstIndex(log) - 1
+        var index = index
+        while index >= floor {
+            guard let found = term(at: index, log) else { break }
+            if found <= maxTerm { return (index, found) }
+            // Binary search for the first index of term `found` in floor...index.
+            var low = floor
+            var high = index
+            while low < high {
+                let mid = LogIndex(low.value + (high.value - low.value) / 2)
+                if let t = term(at: mid, log), t >= found { high = mid } else { low = mid + 1 }
+            }
+            index = low - 1
+        }
+        return (floor - 1, .zero)
+    }
+
+    // MARK: - Replication, leader side
+
+    /// Takes the leader state out of `role` so that it can be changed without copying the progress table.
+    private mutating func takeLeaderState() -> LeaderState {
+        guard case .leader(let state) = role else { preconditionFailure("only a leader has a leader state") }
+        role = .follower(leader: nil)
+        return state
+    }
+
+    /// Sends what the follower lacks: one probe, or appends until the window is full, or a log reset.
+    private mutating func sendAppends(to peer: NodeID, _ log: some RaftLogReader<Payload>, allowEmpty: Bool = false) {
+        guard case .leader = role else { return }
+        var state = takeLeaderState()
+        defer { role = .leader(state) }
+        guard var progress = state.progress[peer] else { return }
+        defer { state.progress[peer] = progress }
+        var allowEmpty = allowEmpty
+        let first = firstIndex(log)
+        let last = lastIndex(log)
+        while true {
+            switch progress.mode {
+            case .resetLog: return
+            case .probe(paused: true): return
+            case .replicate where progress.inflightFull(configuration): return
+            case .probe, .replicate: break
+            }
+            if progress.next < first {
+                guard let prevTerm = term(at: first - 1, log) else { preconditionFailure("log start term unknown") }
+                send(to: peer, .resetLog(start: first, prevTerm: prevTerm, leaderCommit: commitIndex))
+                progress.mode = .resetLog(start: first)
+                progress.stalledTicks = 0
+                return
+            }
+            let entries =
+                progress.next <= last
+                ? overlay.entries(
+                    from: progress.next, countMax: configuration.appendEntriesCountMax,
+                    bytesMax: configuration.appendBytesMax, log)
+                : []
+            guard !entries.isEmpty || allowEmpty || progress.sentCommit < commitIndex else { return }
+            allowEmpty = false
+            let prevLastIndex = entries.first.map { $0.firstIndex - 1 } ?? last
+            guard let prevTerm = term(at: prevLastIndex, log) else { preconditionFailure("prev term unknown") }
+            send(
+                to: peer,
+                .append(
+                    prevLastIndex: prevLastIndex, prevTerm: prevTerm, entries: entries,
+                    leaderCommit: commitIndex))
+            progress.sentCommit = max(progress.sentCommit, min(commitIndex, entries.last?.lastIndex ?? last))
+            switch progress.mode {
+            case .probe:
+                progress.mode = .probe(paused: true)
+                return
+            case .replicate:
+                guard let lastSent = entries.last else { return }
+                if progress.inflights.isEmpty { progress.stalledTicks = 0 }
+                let bytes = entries.reduce(0) { $0 + $1.byteCount }
+                progress.inflights.append((lastSent.lastIndex, bytes))
+                progress.inflightBytes += bytes
+                progress.next = lastSent.lastIndex + 1
+            case .resetLog:
+                return
+            }
+        }
+    }
+
+    private mutating func handleAppendResponse(
+        from peer: NodeID, _ response: AppendResponse, _ log: some RaftLogReader<Payload>
+    ) {
+        guard case .leader = role else { return }
+        let last = lastIndex(log)
+        var backOff = LogIndex.none
+        if case .rejected(_, let hintIndex, let hintTerm) = response {
+            // Skip every entry of ours whose term is above the follower's hint: they cannot match.
+            backOff = lastIndex(atOrBefore: min(hintIndex, last), termAtMost: hintTerm, log).0 + 1
+        }
+        var state = takeLeaderState()
+        guard var progress = state.progress[peer] else {
+            role = .leader(state)
+            return
+        }
+        progress.recentActive = true
+        var transferNow = false
+        switch response {
+        case .accepted(let match):
+            progress.stalledTicks = 0
+            progress.match = max(progress.match, match)
+            progress.freeInflights(upTo: match)
+            switch progress.mode {
+            case .probe: progress.becomeReplicate()
+            case .resetLog(let start): if progress.match >= start - 1 { progress.becomeReplicate() }
+            case .replicate: progress.next = max(progress.next, progress.match + 1)
+            }
+            transferNow = state.transferTarget == peer && progress.match == last
+            if transferNow { state.transferElapsedTicks = 0 }
+        case .rejected(let prevLastIndex, _, _):
+            // A rejection below what the follower already acknowledged is stale (reordered or duplicated).
+            if prevLastIndex >= progress.match {
+                progress.becomeProbe()
+                progress.next = max(progress.match + 1, min(backOff, prevLastIndex))
+            }
+        }
+        state.progress[peer] = progress
+        role = .leader(state)
+        if transferNow { send(to: peer, .timeoutNow) }
+        if case .accepted = response, maybeCommit(log) { broadcastCommit(log) }
+        sendAppends(to: peer, log)
+    }
+
+    private mutating func handleHeartbeatResponse(from peer: NodeID, _ log: some RaftLogReader<Payload>) {
+        guard case .leader = role else { return }
+        var state = takeLeaderState()
+        if var progress = state.progress[peer] {
+            progress.recentActive = true
+            if case .probe = progress.mode { progress.mode = .probe(paused: false) }
+            state.progress[peer] = progress
+        }
+        role = .leader(state)
+        if let progress = state.progress[peer], progress.match < lastIndex(log) { sendAppends(to: peer, log) }
+    }
+
+    /// Moves the commit index to the highest index durable on a majority, if that entry is of this term.
+    @discardableResult
+    private mutating func maybeCommit(_ log: some RaftLogReader<Payload>) -> Bool {
+        guard case .leader(let state) = role else { return false }
+        var matches = configuration.voters.map { voter in
+            voter == id ? persistedIndex : (state.progress[voter]?.match ?? .none)
+        }
+        matches.sort(by: >)
+        let candidate = matches[configuration.quorum - 1]
+        guard candidate > commitIndex, term(at: candidate, log) == term else { return false }
+        advanceCommit(to: candidate)
+        return true
+    }
+
+    /// Tells followers about a new commit index right away (an empty append where nothing else is due).
+    private mutating func broadcastCommit(_ log: some RaftLogReader<Payload>) {
+        for peer in peers { sendAppends(to: peer, log) }
+    }
+
+    private mutating func send(to peer: NodeID, _ kind: MessageKind<Payload>) {
+        outbox.append(Message(from: id, to: peer, term: term, kind: kind))
+    }
+}

@@ -5,8 +5,8 @@
 // which kills it with SIGKILL at a random moment, knows what it must find after reopening.
 //
 // The batch that lands at offset X is a pure function of (seed, X): `CrashWorkload.batch`,
-// copied verbatim in Tests/LogStorageTests/CrashWorkload.swift so that the parent can
-// regenerate every batch and compare bytes.
+// which the crash test imports (`@testable import keel_crash_writer`) so that the parent
+// can regenerate every batch and compare bytes.
 
 import Glibc
 import LogStorage

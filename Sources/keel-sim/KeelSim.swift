@@ -1,4 +1,69 @@
+// keel-sim: runs many seeds of the Raft simulation and summarizes them, or replays one seed with a trace.
+import ArgumentParser
+import Simulation
+
+/// The `keel-sim` command.
 @main
-enum KeelSim {
-    static func main() {}
+struct KeelSim: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "keel-sim",
+        abstract: "Runs the deterministic Raft simulation over many seeds, or replays one seed.")
+
+    @Option(help: "How many seeds to run.")
+    var seeds = 100
+
+    @Option(help: "The first seed of the range.")
+    var firstSeed: UInt64 = 1
+
+    @Option(help: "Replay exactly this seed (with --trace for every event).")
+    var seed: UInt64?
+
+    @Flag(help: "Print every event of the replayed seed.")
+    var trace = false
+
+    @Option(help: "Nodes per group: 3 or 5.")
+    var nodes = 3
+
+    @Option(help: "Ticks of the faulty phase of each run.")
+    var steps = 400
+
+    func validate() throws {
+        guard nodes == 3 || nodes == 5 else { throw ValidationError("--nodes must be 3 or 5") }
+        guard steps >= 0, seeds >= 1 else { throw ValidationError("--steps and --seeds must be positive") }
+    }
+
+    func run() throws {
+        var options = SimulationOptions(nodeCount: nodes)
+        options.faultTicks = steps
+        if let seed {
+            let result = Simulation.run(seed: seed, options: options, trace: trace ? { print($0) } : nil)
+            report([result], options: options)
+            if result.failure != nil { throw ExitCode.failure }
+            return
+        }
+        var results: [SimulationResult] = []
+        for seed in firstSeed..<firstSeed + UInt64(seeds) {
+            results.append(Simulation.run(seed: seed, options: options))
+        }
+        report(results, options: options)
+        if results.contains(where: { $0.failure != nil }) { throw ExitCode.failure }
+    }
+
+    func report(_ results: [SimulationResult], options: SimulationOptions) {
+        let failures = results.filter { $0.failure != nil }
+        print(
+            "runs \(results.count), nodes \(options.nodeCount), ticks \(results.reduce(0) { $0 + $1.ticks }), "
+                + "elections \(results.reduce(0) { $0 + $1.elections }), "
+                + "commits \(results.reduce(0) { $0 + $1.commits }), "
+                + "max ticks to elect after healing \(results.map(\.ticksToElect).max() ?? 0), "
+                + "to commit on every node \(results.map(\.ticksToCommitEverywhere).max() ?? 0), "
+                + "failures \(failures.count)")
+        for failure in failures.prefix(10) {
+            print("FAILED seed \(failure.seed): \(failure.failure ?? "")")
+            print(
+                "  replay: keel-sim --seed \(failure.seed) --nodes \(options.nodeCount) "
+                    + "--steps \(options.faultTicks) --trace")
+            for line in Simulation.traceTail(seed: failure.seed, options: options, count: 25) { print("  | \(line)") }
+        }
+    }
 }

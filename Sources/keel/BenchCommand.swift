@@ -77,14 +77,23 @@ struct BenchStorage: ParsableCommand {
             + "\(mbps(pool.compressBytes, pool.compressSeconds)) MB/s of input")
         print("lz4 decompress (Swift → liblz4): \(mbps(pool.compressBytes, pool.decompressSeconds)) MB/s of output")
 
+        // Each append run is preceded by its peer: the same bytes written by plain pwrite and
+        // fdatasync at the same write size and sync cadence, so the ratio compares like with
+        // like on this (noisy, shared) disk.
         let fsyncBytes = fsyncMiB << 20
+        let rawEach = try rawRun(bytes: fsyncBytes, writeBytes: batchBytes, syncEveryBytes: 1)
         let perBatch = try appendRun(name: "fsync-each", pool: pool, bytes: fsyncBytes, policy: .fsync, flushEveryBytes: 1)
-        print("append, fsync after every batch (\(batchBytes) B writes): \(perBatch)")
+        print("append, fsync after every batch (\(batchBytes) B writes): \(perBatch.line)")
+        print("  peer: pwrite + fdatasync per \(batchBytes) B write: \(mbps(fsyncBytes, rawEach)) MB/s; "
+            + "keel / peer = \(ratio(perBatch.seconds, rawEach))")
+        let rawGroup = try rawRun(bytes: fsyncBytes, writeBytes: batchBytes, syncEveryBytes: groupCommitKiB << 10)
         let group = try appendRun(
             name: "group", pool: pool, bytes: fsyncBytes, policy: .fsync, flushEveryBytes: groupCommitKiB << 10)
-        print("append, group commit (one fsync per \(groupCommitKiB) KiB): \(group)")
+        print("append, group commit (one fsync per \(groupCommitKiB) KiB): \(group.line)")
+        print("  peer: pwrite per \(batchBytes) B, fdatasync per \(groupCommitKiB) KiB: \(mbps(fsyncBytes, rawGroup)) MB/s; "
+            + "keel / peer = \(ratio(group.seconds, rawGroup))")
         let noSync = try appendRun(name: "nosync", pool: pool, bytes: logMiB << 20, policy: .none, flushEveryBytes: 0)
-        print("append, no fsync (flush policy none), \(logMiB) MiB: \(noSync)")
+        print("append, no fsync (flush policy none), \(logMiB) MiB: \(noSync.line)")
 
         try readRuns(name: "nosync")
         try reopenRuns(name: "nosync")
@@ -155,7 +164,7 @@ struct BenchStorage: ParsableCommand {
     /// Appends batches from the pool until `bytes` are on disk; flushes once `flushEveryBytes`
     /// have accumulated (1 = after every batch, 0 = only at the end).
     func appendRun(name: String, pool: BatchPool, bytes: Int, policy: FlushPolicy, flushEveryBytes: Int) throws
-        -> String
+        -> (line: String, seconds: Double)
     {
         let path = directory + "/" + name
         try? FileManager.default.removeItem(atPath: path)
@@ -185,8 +194,42 @@ struct BenchStorage: ParsableCommand {
         _ = try log.flush()
         let elapsed = seconds(since: start)
         try log.close()
-        return "\(mbps(written, elapsed)) MB/s on disk, \(Int(Double(records) / elapsed)) records/s, "
+        let line = "\(mbps(written, elapsed)) MB/s on disk, \(Int(Double(records) / elapsed)) records/s, "
             + "\(mbps(records * 1024, elapsed)) MB/s of record values, \(flushes) fsync calls"
+        return (line, elapsed * Double(bytes) / Double(written))
+    }
+
+    /// The disk's own speed for a write pattern: `bytes` in `writeBytes` pwrites, one
+    /// fdatasync per `syncEveryBytes`. Returns seconds.
+    func rawRun(bytes: Int, writeBytes: Int, syncEveryBytes: Int) throws -> Double {
+        let path = directory + "/raw.peer"
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        let fd = open(path, O_CREAT | O_TRUNC | O_WRONLY, 0o644)
+        guard fd >= 0 else { throw CommandError("cannot create \(path)") }
+        defer {
+            close(fd)
+            unlink(path)
+        }
+        let block = [UInt8](repeating: 0x5A, count: writeBytes)
+        var written = 0
+        var sinceSync = 0
+        let start = DispatchTime.now()
+        while written < bytes {
+            let n = block.withUnsafeBytes { pwrite(fd, $0.baseAddress, writeBytes, off_t(written)) }
+            guard n == writeBytes else { throw CommandError("pwrite to \(path) failed") }
+            written += n
+            sinceSync += n
+            if sinceSync >= syncEveryBytes {
+                fdatasync(fd)
+                sinceSync = 0
+            }
+        }
+        fdatasync(fd)
+        return seconds(since: start)
+    }
+
+    func ratio(_ keelSeconds: Double, _ peerSeconds: Double) -> String {
+        String(format: "%.2f", peerSeconds / keelSeconds)
     }
 
     /// Sequential reads of the whole log: file slices (what a fetch sends with sendfile,

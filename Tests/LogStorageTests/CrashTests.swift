@@ -5,6 +5,8 @@ import NIOCore
 import Records
 import XCTest
 
+@testable import keel_crash_writer
+
 /// Reads `durable <offset>` lines from a child's stdout with poll(2) and a deadline.
 struct DurableLineReader {
     let descriptor: Int32

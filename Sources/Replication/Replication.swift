@@ -1,0 +1,1 @@
+// Replication: one Raft group per partition over LogStorage. (Skeleton; see DESIGN.md, Replication.)
