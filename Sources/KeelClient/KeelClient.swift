@@ -13,6 +13,17 @@
 // typed errors), block an event loop, or lose a record silently: every record handed to
 // the producer ends in an offset or a `KeelClientError`.
 //
+// In use:
+//
+//     let client = try KeelClient(bootstrap: "127.0.0.1:9092")
+//     try await client.createTopic("orders", partitions: 3)
+//     let producer = try await KeelProducer(client: client)   // acks=all, idempotent, LZ4
+//     let offset = try await producer.send(topic: "orders", key: ByteBuffer(string: "alice"),
+//                                          value: ByteBuffer(string: "{\"total\":12}"))
+//     for try await record in client.partitionConsumer(topic: "orders", partition: 0, from: .zero) {
+//         print(record.offset, String(buffer: record.value ?? ByteBuffer()))
+//     }
+//
 // Main types: `KeelClient` (an actor: connections, metadata, admin, fetch, list offsets),
 // `KeelProducer` (an actor: the produce path), `PartitionConsumer` (an AsyncSequence of
 // `ConsumerRecord`), `KeelClientError`, `ClusterMetadata`, `Partitioner`. Internals:

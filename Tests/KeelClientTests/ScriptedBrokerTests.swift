@@ -480,4 +480,28 @@ final class ScriptedBrokerTests: XCTestCase {
         await first.stop()
         await second.stop()
     }
+
+    /// Records without a key stick to one partition until its batch closes, then move on, so
+    /// that null-key records still fill whole batches and spread over the partitions.
+    func testNullKeysStickToAPartitionPerBatch() async throws {
+        let broker = try await ScriptedBroker(partitions: 3) { request in
+            guard case .produce(let body) = request.request else { return nil }
+            return [Self.produceAnswer(request, body, error: .none, base: 0)]
+        }
+        let client = try client(broker)
+        let producer = try await KeelProducer(client: client)
+        var used: [Int32] = []
+        for round in 0..<3 {
+            for index in 0..<10 {
+                try await producer.enqueue(topic: "t", key: nil, value: ByteBuffer(string: "\(round)-\(index)"))
+            }
+            try await producer.flush()
+            let partitions = produceRequests(broker).dropFirst(round).map { $0.topicData[0].partitionData[0].index }
+            XCTAssertEqual(partitions.count, 1, "one batch per round")
+            used += partitions
+        }
+        XCTAssertEqual(Set(used).count, 3, "each batch went to the next partition: \(used)")
+        await client.close()
+        await broker.stop()
+    }
 }
