@@ -79,6 +79,8 @@ final class KeelCLITests: XCTestCase {
             ),
             (["topic", "describe", "absent", "--bootstrap", cluster.bootstrap], "", "keel topic create absent"),
             (["produce", "t", "--bootstrap", "nonsense"], "", "is not host:port"),
+            (["produce"], "", "Missing expected argument '<topic>'; see `keel produce --help`"),
+            (["consume", "t", "--count", "many"], "", "see `keel consume --help`"),
         ]
         for (arguments, input, expected) in cases {
             let output = try run(arguments, input: input)
