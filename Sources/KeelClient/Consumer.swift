@@ -155,6 +155,13 @@ extension KeelClient {
             var decoded: (records: [ConsumerRecord], next: Offset?) = ([], nil)
             if case .bytes(let bytes) = data.records {
                 decoded = try FetchDecoder.decode(bytes, topic: topic, partition: partition, from: offset)
+                // Bytes but not one whole batch: a broker without KIP-74 cut a batch larger than
+                // maxBytes, and asking again the same way would never make progress.
+                if decoded.next == nil && bytes.readableBytes > 0 {
+                    throw .invalidArgument(
+                        "the record batch at \(topic)-\(partition) offset \(offset) is larger than maxBytes "
+                            + "\(maxBytes); fetch with a larger maxBytes")
+                }
             }
             return FetchResult(
                 records: decoded.records, highWatermark: Offset(data.highWatermark),

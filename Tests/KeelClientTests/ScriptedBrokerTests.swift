@@ -504,4 +504,41 @@ final class ScriptedBrokerTests: XCTestCase {
         await client.close()
         await broker.stop()
     }
+
+    /// A Fetch answer holding only part of a batch (a broker that cuts at maxBytes) is an
+    /// error that names the fix, not an endless refetch of the same offset.
+    func testPartialBatchOnlyIsAnError() async throws {
+        var builder = RecordBatchBuilder()
+        builder.append(timestamp: 1, key: nil, value: ByteBuffer(repeating: 7, count: 500))
+        var whole = try builder.build()
+        let cut = whole.readSlice(length: 100) ?? ByteBuffer()
+        let broker = try await ScriptedBroker { request in
+            guard case .fetch(let body) = request.request else { return nil }
+            return [
+                .answer(
+                    request,
+                    FetchResponse(
+                        sessionId: 0,
+                        responses: [
+                            .init(
+                                topic: body.topics[0].topic,
+                                partitions: [
+                                    .init(
+                                        partitionIndex: 0, highWatermark: 1, lastStableOffset: 1, logStartOffset: 0,
+                                        abortedTransactions: nil, preferredReadReplica: -1, records: .bytes(cut))
+                                ])
+                        ]))
+            ]
+        }
+        let client = try client(broker)
+        do {
+            _ = try await client.fetch(topic: "t", partition: 0, offset: .zero, maxBytes: 100)
+            XCTFail("a partial batch must not pass as an empty answer")
+        } catch {
+            guard case .invalidArgument(let message) = error else { return XCTFail("\(error)") }
+            XCTAssertTrue(message.contains("larger maxBytes"), message)
+        }
+        await client.close()
+        await broker.stop()
+    }
 }
