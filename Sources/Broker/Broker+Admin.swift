@@ -56,7 +56,8 @@ extension Broker {
                     registry.generation += 1
                     return registry.snapshot()
                 }
-                self.logger.info("topic \(name) created with \(partitions) partitions \(overrides)")
+                let configs = overrides.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
+                self.logger.info("topic \(name) created with \(partitions) partitions\(configs.isEmpty ? "" : " (" + configs + ")")")
                 return store.save(snapshot, on: loop).map { (ErrorCode.none, nil) }.recover { error in
                     self.logger.error("topic \(name): metadata not persisted: \(error)")
                     return (.unknownServerError, "topic created but not persisted: \(error)")
