@@ -16,6 +16,13 @@ public struct HeartbeatItem: Equatable, Sendable {
     public var term: Term
     /// Heartbeat or answer.
     public var kind: Kind
+
+    /// Builds an item.
+    public init(group: GroupID, term: Term, kind: Kind) {
+        self.group = group
+        self.term = term
+        self.kind = kind
+    }
 }
 
 /// The heartbeats (and answers) of many groups from one node to another, sent as one frame per tick.
@@ -26,6 +33,13 @@ public struct CoalescedHeartbeats: Sendable, Equatable {
     public var to: NodeID
     /// One item per group (several when a group beat more than once in the tick).
     public var items: [HeartbeatItem]
+
+    /// Builds a frame.
+    public init(from: NodeID, to: NodeID, items: [HeartbeatItem]) {
+        self.from = from
+        self.to = to
+        self.items = items
+    }
 
     /// Splits the frame back into one Raft message per group, in order.
     public func split() -> [ReplicationMessage] {

@@ -195,6 +195,8 @@ public final class ReplicaEngine<Token> {
     public var commitIndex: LogIndex { raft.commitIndex }
     /// The Raft role, for status pages and tests.
     public var role: Role { raft.role }
+    /// True while appends wait for an fsync (a flush in flight or due) or a write waits for one.
+    public var waitingForFlush: Bool { flushInFlight != nil || held != nil || log.needsFlush }
     /// Tokens waiting for a commit.
     public var waitingCount: Int { waiters.count }
 
