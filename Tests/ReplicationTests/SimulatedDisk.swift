@@ -18,8 +18,18 @@ final class SimulatedDisk: FileIO {
     var handles: [Int32: File] = [:]
     var nextDescriptor: Int32 = 3
     var fileSyncs = 0
+    /// When set, this many more changing operations succeed; then every one fails with EIO, as if the process
+    /// died there (the test then calls `crash()`).
+    var operationsLeft: Int?
+
+    func change(_ operation: FileOperation, _ path: String) throws(FileIOError) {
+        guard let left = operationsLeft else { return }
+        guard left > 0 else { throw FileIOError(operation: operation, path: path, errno: EIO) }
+        operationsLeft = left - 1
+    }
 
     func open(_ path: String, mode: FileOpenMode) throws(FileIOError) -> IOHandle {
+        if mode != .existing { try change(.open, path) }
         let file: File
         if let existing = entries[path] {
             file = existing
@@ -52,6 +62,7 @@ final class SimulatedDisk: FileIO {
     }
 
     func write(_ handle: IOHandle, at position: FilePosition, from buffer: ByteBuffer) throws(FileIOError) {
+        try change(.write, handle.path)
         let file = try file(handle, .write)
         let bytes = buffer.readableBytesView
         let end = position.value + bytes.count
@@ -60,12 +71,14 @@ final class SimulatedDisk: FileIO {
     }
 
     func sync(_ handle: IOHandle) throws(FileIOError) {
+        try change(.sync, handle.path)
         let file = try file(handle, .sync)
         file.synced = file.data
         fileSyncs += 1
     }
 
     func truncate(_ handle: IOHandle, to size: ByteCount) throws(FileIOError) {
+        try change(.truncate, handle.path)
         let file = try file(handle, .truncate)
         if size.value < file.data.count {
             file.data.removeSubrange(size.value...)
@@ -93,12 +106,14 @@ final class SimulatedDisk: FileIO {
     func makeDirectory(_ path: String) throws(FileIOError) { directories.insert(path) }
 
     func remove(_ path: String) throws(FileIOError) {
+        try change(.remove, path)
         guard entries.removeValue(forKey: path) != nil else {
             throw FileIOError(operation: .remove, path: path, errno: ENOENT)
         }
     }
 
     func rename(_ path: String, to newPath: String) throws(FileIOError) {
+        try change(.rename, path)
         guard let file = entries.removeValue(forKey: path) else {
             throw FileIOError(operation: .rename, path: path, errno: ENOENT)
         }
@@ -106,6 +121,7 @@ final class SimulatedDisk: FileIO {
     }
 
     func syncDirectory(_ path: String) throws(FileIOError) {
+        try change(.syncDirectory, path)
         for name in children(of: path, in: durableEntries) { durableEntries[name] = nil }
         for name in children(of: path, in: entries) { durableEntries[name] = entries[name] }
     }
