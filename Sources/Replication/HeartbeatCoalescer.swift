@@ -49,7 +49,8 @@ public struct CoalescedHeartbeats: Sendable, Equatable {
             case .heartbeat(let commit): kind = .heartbeat(commit: commit)
             case .response: kind = .heartbeatResponse
             }
-            return ReplicationMessage(group: item.group, message: Message(from: from, to: to, term: item.term, kind: kind))
+            return ReplicationMessage(
+                group: item.group, message: Message(from: from, to: to, term: item.term, kind: kind))
         }
     }
 }

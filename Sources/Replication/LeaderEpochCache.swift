@@ -82,6 +82,7 @@ public struct LeaderEpochCache: Equatable, Sendable {
         return cache
     }
 
+    /// Equal epochs and pending reset.
     public static func == (lhs: LeaderEpochCache, rhs: LeaderEpochCache) -> Bool {
         lhs.epochs == rhs.epochs && lhs.pendingReset?.start == rhs.pendingReset?.start
             && lhs.pendingReset?.prevTerm == rhs.pendingReset?.prevTerm

@@ -73,7 +73,8 @@ public struct CommitWaiters<Token> {
         while k < waiting.count, waiting[k].proposal.offsets.upperBound <= commit {
             let (proposal, token) = waiting[k]
             let held = termAt(proposal.offsets.upperBound).map { $0 == proposal.term } ?? true
-            outcomes.append(CommitOutcome(token: token, result: held ? .success(proposal) : .failure(.notLeader(leader: nil))))
+            outcomes.append(
+                CommitOutcome(token: token, result: held ? .success(proposal) : .failure(.notLeader(leader: nil))))
             k += 1
         }
         waiting.removeFirst(k)
@@ -123,6 +124,8 @@ public final class ReplicaEngine<Token> {
     public var onHighWatermark: (Offset) -> Void = { _ in }
 
     var waiters = CommitWaiters<Token>()
+    /// How many log writes had to wait for a running flush (for tests and metrics).
+    public private(set) var heldWriteCount = 0
     var flushInFlight: FlushRequest?
     /// A `Ready`'s log write, messages and commit, held until the running flush completes.
     var held: Ready<BatchPayload>?
@@ -370,6 +373,7 @@ public final class ReplicaEngine<Token> {
         if let write = ready.logWrite {
             if write.cut != .none, flushInFlight != nil {
                 held = ready
+                heldWriteCount += 1
                 return
             }
             do throws(LogError) {
@@ -445,7 +449,8 @@ public final class ReplicaEngine<Token> {
         var changed = false
         for k in entries.indices {
             guard case .leaderChange = entries[k].content else { continue }
-            let bytes = builtLeaderChanges[entries[k].lastIndex].flatMap { $0.term == entries[k].term ? $0.bytes : nil }
+            let bytes =
+                builtLeaderChanges[entries[k].lastIndex].flatMap { $0.term == entries[k].term ? $0.bytes : nil }
                 ?? leaderChangeBatch(at: entries[k].firstIndex.offset, term: entries[k].term)
             entries[k].content = .data(BatchPayload(trusted: bytes, recordCount: 1))
             changed = true
@@ -523,8 +528,11 @@ public final class ReplicaEngine<Token> {
                 throw .invalidBatches(.invalidBatch(index: count, reason: error))
             }
             guard !header.attributes.isControl else {
-                throw .invalidBatches(.invalidBatch(index: count, reason: .invalidRecordCount(
-                    lastOffsetDelta: header.lastOffsetDelta, recordsCount: header.recordsCount)))
+                throw .invalidBatches(
+                    .invalidBatch(
+                        index: count,
+                        reason: .invalidRecordCount(
+                            lastOffsetDelta: header.lastOffsetDelta, recordsCount: header.recordsCount)))
             }
             RecordBatch.setBaseOffset(next, in: &batches, at: position)
             RecordBatch.setPartitionLeaderEpoch(term.epoch, in: &batches, at: position)

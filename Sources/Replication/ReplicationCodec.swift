@@ -190,7 +190,8 @@ public enum ReplicationCodec {
             let to = NodeID(try read(UInt64.self, &body))
             let term = try readTerm(&body, "term")
             let kind = try readKind(&body)
-            return .message(ReplicationMessage(group: group, message: Message(from: from, to: to, term: term, kind: kind)))
+            return .message(
+                ReplicationMessage(group: group, message: Message(from: from, to: to, term: term, kind: kind)))
         case 2:
             let from = NodeID(try read(UInt64.self, &body))
             let to = NodeID(try read(UInt64.self, &body))
@@ -202,7 +203,10 @@ public enum ReplicationCodec {
                 let group = try readGroup(&body)
                 let term = try readTerm(&body, "term")
                 switch try read(UInt8.self, &body) {
-                case 0: items.append(HeartbeatItem(group: group, term: term, kind: .heartbeat(commit: try readIndex(&body, "commit"))))
+                case 0:
+                    items.append(
+                        HeartbeatItem(
+                            group: group, term: term, kind: .heartbeat(commit: try readIndex(&body, "commit"))))
                 case 1: items.append(HeartbeatItem(group: group, term: term, kind: .response))
                 case let other: throw .unknownKind(field: "heartbeat", value: other)
                 }
@@ -253,7 +257,8 @@ public enum ReplicationCodec {
     static func readKind(_ body: inout ByteBuffer) throws(ReplicationCodecError) -> MessageKind<BatchPayload> {
         switch try read(UInt8.self, &body) {
         case 1:
-            return .preVoteRequest(lastIndex: try readIndex(&body, "lastIndex"), lastTerm: try readTerm(&body, "lastTerm"))
+            return .preVoteRequest(
+                lastIndex: try readIndex(&body, "lastIndex"), lastTerm: try readTerm(&body, "lastTerm"))
         case 2:
             return .preVoteResponse(granted: try readBool(&body, "granted"))
         case 3:
@@ -283,19 +288,23 @@ public enum ReplicationCodec {
                     guard let bytes = body.readSlice(length: length) else { throw .truncated }
                     let payload: BatchPayload
                     do throws(BatchPayloadError) {
-                        payload = try BatchPayload(validating: bytes, firstIndex: firstIndex, lastIndex: lastIndex, term: term)
+                        payload = try BatchPayload(
+                            validating: bytes, firstIndex: firstIndex, lastIndex: lastIndex, term: term)
                     } catch {
                         throw .invalidPayload(error)
                     }
-                    entries.append(Entry(term: term, firstIndex: firstIndex, lastIndex: lastIndex, content: .data(payload)))
+                    entries.append(
+                        Entry(term: term, firstIndex: firstIndex, lastIndex: lastIndex, content: .data(payload)))
                 case 1:
                     guard firstIndex == lastIndex else { throw .outOfRange(field: "leader change range") }
-                    entries.append(Entry(term: term, firstIndex: firstIndex, lastIndex: lastIndex, content: .leaderChange))
+                    entries.append(
+                        Entry(term: term, firstIndex: firstIndex, lastIndex: lastIndex, content: .leaderChange))
                 case let other:
                     throw .unknownKind(field: "entry content", value: other)
                 }
             }
-            return .append(prevLastIndex: prevLastIndex, prevTerm: prevTerm, entries: entries, leaderCommit: leaderCommit)
+            return .append(
+                prevLastIndex: prevLastIndex, prevTerm: prevTerm, entries: entries, leaderCommit: leaderCommit)
         case 6:
             switch try read(UInt8.self, &body) {
             case 0:
@@ -315,7 +324,9 @@ public enum ReplicationCodec {
         case 9:
             let start = try readIndex(&body, "start")
             guard start >= .zero else { throw .outOfRange(field: "start") }
-            return .resetLog(start: start, prevTerm: try readTerm(&body, "prevTerm"), leaderCommit: try readIndex(&body, "leaderCommit"))
+            return .resetLog(
+                start: start, prevTerm: try readTerm(&body, "prevTerm"),
+                leaderCommit: try readIndex(&body, "leaderCommit"))
         case 10:
             return .timeoutNow
         case let other:

@@ -41,7 +41,8 @@ final class CodecTests: XCTestCase {
         ]
         var frames = kinds.map {
             PeerFrame.message(
-                ReplicationMessage(group: group, message: Message(from: NodeID(1), to: NodeID(2), term: Term(3), kind: $0)))
+                ReplicationMessage(
+                    group: group, message: Message(from: NodeID(1), to: NodeID(2), term: Term(3), kind: $0)))
         }
         frames.append(
             .heartbeats(
@@ -89,7 +90,8 @@ final class CodecTests: XCTestCase {
         for round in 0..<20_000 {
             var bytes: ByteBuffer
             if round % 4 == 0 {
-                bytes = ByteBuffer(bytes: (0..<Int(random.next() % 200)).map { _ in UInt8(truncatingIfNeeded: random.next()) })
+                bytes = ByteBuffer(
+                    bytes: (0..<Int(random.next() % 200)).map { _ in UInt8(truncatingIfNeeded: random.next()) })
                 if bytes.readableBytes >= 4 { bytes.setInteger(UInt32(bytes.readableBytes - 4), at: 0) }
             } else {
                 bytes = valid[Int(random.next() % UInt64(valid.count))]
@@ -98,7 +100,9 @@ final class CodecTests: XCTestCase {
                     let at = 4 + Int(random.next() % UInt64(bytes.readableBytes - 4))
                     bytes.setInteger(UInt8(truncatingIfNeeded: random.next()), at: at)
                 }
-                if round % 4 == 3 { bytes.moveWriterIndex(to: 4 + Int(random.next() % UInt64(bytes.readableBytes - 4))) }
+                if round % 4 == 3 {
+                    bytes.moveWriterIndex(to: 4 + Int(random.next() % UInt64(bytes.readableBytes - 4)))
+                }
                 if round % 8 == 5 { bytes.setInteger(UInt32(truncatingIfNeeded: random.next()), at: 0) }
             }
             do {
@@ -113,13 +117,18 @@ final class CodecTests: XCTestCase {
     /// A batch whose offsets, epoch or CRC disagree with its entry is refused at decode.
     func testEntryPayloadMustMatchItsEntry() throws {
         let batch = try stampedBatch("x", at: 10, term: 3)
-        XCTAssertNoThrow(try BatchPayload(validating: batch, firstIndex: LogIndex(10), lastIndex: LogIndex(11), term: Term(3)))
-        XCTAssertThrowsError(try BatchPayload(validating: batch, firstIndex: LogIndex(11), lastIndex: LogIndex(12), term: Term(3)))
-        XCTAssertThrowsError(try BatchPayload(validating: batch, firstIndex: LogIndex(10), lastIndex: LogIndex(11), term: Term(4)))
-        XCTAssertThrowsError(try BatchPayload(validating: batch, firstIndex: LogIndex(10), lastIndex: LogIndex(12), term: Term(3)))
+        XCTAssertNoThrow(
+            try BatchPayload(validating: batch, firstIndex: LogIndex(10), lastIndex: LogIndex(11), term: Term(3)))
+        XCTAssertThrowsError(
+            try BatchPayload(validating: batch, firstIndex: LogIndex(11), lastIndex: LogIndex(12), term: Term(3)))
+        XCTAssertThrowsError(
+            try BatchPayload(validating: batch, firstIndex: LogIndex(10), lastIndex: LogIndex(11), term: Term(4)))
+        XCTAssertThrowsError(
+            try BatchPayload(validating: batch, firstIndex: LogIndex(10), lastIndex: LogIndex(12), term: Term(3)))
         var corrupt = batch
         corrupt.setInteger(UInt8(0xFF), at: corrupt.writerIndex - 1)
-        XCTAssertThrowsError(try BatchPayload(validating: corrupt, firstIndex: LogIndex(10), lastIndex: LogIndex(11), term: Term(3)))
+        XCTAssertThrowsError(
+            try BatchPayload(validating: corrupt, firstIndex: LogIndex(10), lastIndex: LogIndex(11), term: Term(3)))
     }
 
     /// Heartbeats of many groups to one peer leave as one frame per peer; splitting gives back the messages.
@@ -140,7 +149,8 @@ final class CodecTests: XCTestCase {
         }
         let append = ReplicationMessage(
             group: group,
-            message: Message(from: NodeID(1), to: NodeID(2), term: Term(1), kind: .appendResponse(.accepted(match: .none))))
+            message: Message(
+                from: NodeID(1), to: NodeID(2), term: Term(1), kind: .appendResponse(.accepted(match: .none))))
         guard case .message? = coalescer.route(append) else { return XCTFail("a non-heartbeat must pass through") }
         XCTAssertEqual(coalescer.pendingCount, 100)
         let frames = coalescer.flush()
@@ -154,7 +164,9 @@ final class CodecTests: XCTestCase {
             }
             received += beats.split()
         }
-        func key(_ m: ReplicationMessage) -> String { "\(m.group) \(m.message.from)->\(m.message.to) \(m.message.term) \(m.message.kind)" }
+        func key(_ m: ReplicationMessage) -> String {
+            "\(m.group) \(m.message.from)->\(m.message.to) \(m.message.term) \(m.message.kind)"
+        }
         XCTAssertEqual(received.map(key).sorted(), sent.map(key).sorted())
     }
 }

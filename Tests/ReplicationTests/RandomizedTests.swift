@@ -18,8 +18,9 @@ final class RandomizedTests: XCTestCase {
         for seed in 1...UInt64(budget) {
             let failures = Self.run(seed: seed)
             if !failures.isEmpty {
-                XCTFail("seed \(seed) failed (KEEL_REPLICATION_SEEDS / run(seed:) replays it):\n"
-                    + failures.prefix(5).joined(separator: "\n"))
+                XCTFail(
+                    "seed \(seed) failed (KEEL_REPLICATION_SEEDS / run(seed:) replays it):\n"
+                        + failures.prefix(5).joined(separator: "\n"))
             }
         }
     }
@@ -44,6 +45,7 @@ final class RandomizedTests: XCTestCase {
         cluster.lossPercent = pick(15)
         cluster.delayTicksMax = 1 + pick(3)
         cluster.flushDelayTicksMax = pick(4)
+        if chance(50) { cluster.slowFlushes[pick(cluster.size)] = 10 + pick(50) }
         var restartAt: [Int: Int] = [:]
         var produced: [Int: (proposal: Proposal, tag: String, records: Int)] = [:]
         var nextID = 0
@@ -105,22 +107,28 @@ final class RandomizedTests: XCTestCase {
         // Heal everything and require progress.
         for k in 0..<cluster.size where cluster.engines[k] == nil { cluster.start(k) }
         cluster.heal()
+        cluster.slowFlushes = [:]
         trace?("t=\(cluster.now) healing")
         var live = false
         for _ in 0..<40 {
             produce()
             let id = nextID
-            if cluster.run(until: { cluster.outcomes[id] != nil }, ticks: 100), (try? cluster.outcomes[id]?.get()) != nil {
+            if cluster.run(until: { cluster.outcomes[id] != nil }, ticks: 100),
+                (try? cluster.outcomes[id]?.get()) != nil
+            {
                 live = true
                 break
             }
         }
         guard live else { return problems + ["no produce committed after healing"] }
         guard cluster.run(until: { cluster.converged }, ticks: 2000) else {
-            return problems + ["replicas never converged: " + (0..<cluster.size).map { k in
-                let e = cluster.engines[k]!
-                return "n\(k + 1) \(e.role) commit \(e.commitIndex) end \(e.log.logEndOffset)"
-            }.joined(separator: "; ")]
+            return problems + [
+                "replicas never converged: "
+                    + (0..<cluster.size).map { k in
+                        let e = cluster.engines[k]!
+                        return "n\(k + 1) \(e.role) commit \(e.commitIndex) end \(e.log.logEndOffset)"
+                    }.joined(separator: "; ")
+            ]
         }
         for (k, engine) in cluster.engines.enumerated() where engine?.failure != nil {
             problems.append("n\(k + 1) failed: \(engine!.failure!)")
@@ -163,6 +171,8 @@ final class RandomizedTests: XCTestCase {
         } catch {
             problems.append("reading logs: \(error)")
         }
+        let held = cluster.engines.reduce(0) { $0 + ($1?.heldWriteCount ?? 0) }
+        trace?("writes held behind a flush: \(held)")
         let acknowledged = cluster.outcomes.values.filter { (try? $0.get()) != nil }.count
         let starts = cluster.engines.map { $0.map { "\($0.log.logStartOffset)" } ?? "-" }
         trace?("end: \(acknowledged) acknowledged, log starts \(starts), term \(cluster.engines[0]?.term ?? .zero)")

@@ -11,7 +11,10 @@ final class ReplicaRecoveryTests: XCTestCase {
         for tag in tags {
             let leader = try XCTUnwrap(cluster.waitForLeader(), "seed \(cluster.seed)")
             let proposal = try XCTUnwrap(cluster.engines[leader]).propose(try makeBatch(tag), now: cluster.millis)
-            XCTAssertTrue(cluster.run(until: { (cluster.engines[leader]?.commitIndex.value ?? -1) >= proposal.offsets.upperBound.value }))
+            XCTAssertTrue(
+                cluster.run(until: {
+                    (cluster.engines[leader]?.commitIndex.value ?? -1) >= proposal.offsets.upperBound.value
+                }))
         }
     }
 
@@ -42,7 +45,8 @@ final class ReplicaRecoveryTests: XCTestCase {
             XCTAssertTrue(cluster.run(until: { cluster.converged }), "step \(step): never converged")
             let start = try XCTUnwrap(cluster.engines[leader]).log.logStartOffset
             XCTAssertEqual(cluster.engines[away]!.log.logStartOffset, start, "step \(step)")
-            XCTAssertEqual(try cluster.logBytes(away, from: start), try cluster.logBytes(leader, from: start), "step \(step)")
+            XCTAssertEqual(
+                try cluster.logBytes(away, from: start), try cluster.logBytes(leader, from: start), "step \(step)")
         }
         XCTAssertGreaterThan(crashed, 20, "the crash points must cover the reset")
     }
@@ -88,5 +92,26 @@ final class ReplicaRecoveryTests: XCTestCase {
         cluster.start(0)
         XCTAssertNil(cluster.engines[0]!.epochCacheReport.rebuiltBecause)
         XCTAssertEqual(cluster.engines[0]!.reader.cache, expected)
+    }
+}
+
+final class HardStateStoreTests: XCTestCase {
+    /// The hard state round-trips through its file; a damaged file is refused rather than guessed at (a node
+    /// that guessed its vote could vote twice in a term), and a missing one is the initial state.
+    func testRoundTripAndDamage() throws {
+        let disk = SimulatedDisk()
+        try disk.makeDirectory("/p")
+        let store = HardStateStore(io: disk, directory: "/p")
+        XCTAssertEqual(try store.load(), .initial)
+        for state in [HardState(term: Term(7), votedFor: NodeID(3)), HardState(term: Term(8), votedFor: nil)] {
+            try store.save(state)
+            XCTAssertEqual(try store.load(), state)
+            disk.crash()
+            XCTAssertEqual(try store.load(), state, "durable once save returns")
+        }
+        disk.entries["/p/" + HardStateStore.fileName]?.data[10] ^= 0x01
+        XCTAssertThrowsError(try store.load()) {
+            guard case .damaged? = $0 as? HardStateError else { return XCTFail("\($0)") }
+        }
     }
 }

@@ -86,9 +86,10 @@ final class ReplicaEngineTests: XCTestCase {
         let engine = try XCTUnwrap(cluster.engines[old])
         let tail = try engine.propose(try makeBatch("tail"), now: cluster.millis)
         let others = (0..<3).filter { $0 != old }
-        XCTAssertTrue(cluster.run(until: {
-            others.allSatisfy { cluster.engines[$0]!.log.logEndOffset > tail.offsets.upperBound }
-        }))
+        XCTAssertTrue(
+            cluster.run(until: {
+                others.allSatisfy { cluster.engines[$0]!.log.logEndOffset > tail.offsets.upperBound }
+            }))
         cluster.crash(old)
         cluster.heal()
         let new = try XCTUnwrap(cluster.waitForLeader())
@@ -122,7 +123,8 @@ final class ReplicaEngineTests: XCTestCase {
         }
         cluster.run(ticks: 3)
         XCTAssertEqual(engine.log.durableEndOffset, Offset(13), "the tail was fsynced")
-        let new = try XCTUnwrap(cluster.run(until: { cluster.leader.map { $0 != old } ?? false }) ? cluster.leader : nil)
+        let new = try XCTUnwrap(
+            cluster.run(until: { cluster.leader.map { $0 != old } ?? false }) ? cluster.leader : nil)
         try produce(cluster, ["c", "d"], token: &token)
         cluster.heal()
         try assertIdentical(cluster)
@@ -132,8 +134,9 @@ final class ReplicaEngineTests: XCTestCase {
             }
         }
         XCTAssertFalse(try cluster.batches(old).flatMap(\.values).contains { $0.hasPrefix("x/") })
-        XCTAssertEqual(try cluster.batches(new).filter { !$0.control }.flatMap(\.values),
-                       ["a/0", "a/1", "b/0", "b/1", "c/0", "c/1", "d/0", "d/1"])
+        XCTAssertEqual(
+            try cluster.batches(new).filter { !$0.control }.flatMap(\.values),
+            ["a/0", "a/1", "b/0", "b/1", "c/0", "c/1", "d/0", "d/1"])
     }
 
     /// A leader crashes and loses its unsynced tail; no committed batch is lost, a new leader takes over, and the
@@ -182,6 +185,48 @@ final class ReplicaEngineTests: XCTestCase {
         XCTAssertNil(cluster.engines[away]!.epochCacheReport.rebuiltBecause)
         try produce(cluster, ["after"], token: &token)
         try assertIdentical(cluster)
+    }
+
+    /// A deposed leader whose fsync is still running when the new leader's truncating append arrives holds
+    /// that write (LogStorage cannot truncate under a running flush) and queues what follows; when the flush
+    /// completes it truncates, catches up and converges, and its unacknowledged proposals fail.
+    func testTruncationWaitsForTheRunningFlush() throws {
+        let cluster = TestCluster(seed: 11)
+        var token = 0
+        try produce(cluster, ["a"], token: &token)
+        XCTAssertTrue(cluster.run(until: { cluster.converged }))
+        let old = try XCTUnwrap(cluster.leader)
+        cluster.isolate(old)
+        cluster.slowFlushes[old] = 60
+        let engine = try XCTUnwrap(cluster.engines[old])
+        let doomed = try engine.propose(try makeBatch("doomed", records: 3), now: cluster.millis)
+        token += 1
+        engine.awaitCommit(doomed, token: token)
+        let doomedToken = token
+        cluster.run(ticks: 1)
+        XCTAssertTrue(engine.waitingForFlush)
+        XCTAssertTrue(cluster.run(until: { cluster.leader.map { $0 != old } ?? false }))
+        try produce(cluster, ["b", "c"], token: &token)
+        cluster.heal()
+        XCTAssertTrue(cluster.run(until: { engine.heldWriteCount > 0 }), "the truncation never waited")
+        cluster.slowFlushes[old] = nil
+        try assertIdentical(cluster)
+        guard case .failure(.notLeader)? = cluster.outcomes[doomedToken] else {
+            return XCTFail("the doomed proposal: \(String(describing: cluster.outcomes[doomedToken]))")
+        }
+        XCTAssertEqual(
+            try cluster.batches(old).filter { !$0.control }.flatMap(\.values),
+            ["a/0", "a/1", "b/0", "b/1", "c/0", "c/1"])
+    }
+
+    /// Under flush policy `.none` (Kafka's default: rely on replication) a write counts as persisted at once,
+    /// so produces commit without any fsync of segments.
+    func testFlushPolicyNoneCommitsWithoutFsync() throws {
+        let cluster = TestCluster(seed: 12, logConfig: LogConfig(segmentBytesMax: 4096, flushPolicy: .none))
+        var token = 0
+        try produce(cluster, ["a", "b"], token: &token)
+        try assertIdentical(cluster)
+        XCTAssertTrue(cluster.flushes.isEmpty)
     }
 
     /// A non-leader refuses a produce with notLeader and names the leader it knows.

@@ -61,6 +61,8 @@ final class TestCluster {
     var lossPercent = 0
     var delayTicksMax = 2
     var flushDelayTicksMax = 1
+    /// Flushes of these nodes take this many ticks instead.
+    var slowFlushes: [Int: Int] = [:]
     /// Outcomes of awaited commits, by token.
     var outcomes: [Int: Result<Proposal, ReplicaError>] = [:]
     var trace: [String] = []
@@ -100,7 +102,7 @@ final class TestCluster {
                 flush: { [unowned self] request in
                     self.flushes.append(
                         PendingFlush(
-                            at: self.now + self.uniform(0...self.flushDelayTicksMax), node: k,
+                            at: self.now + (self.slowFlushes[k] ?? self.uniform(0...self.flushDelayTicksMax)), node: k,
                             incarnation: incarnation, request: request))
                 },
                 seed: seed &* 1000 &+ UInt64(k * 10 + incarnation), now: millis)
@@ -132,7 +134,8 @@ final class TestCluster {
         var bytes = ByteBuffer()
         ReplicationCodec.encode(frame, into: &bytes)
         sequence += 1
-        network.append(InFlight(at: now + uniform(1...delayTicksMax), sequence: sequence, from: from, to: to, bytes: bytes))
+        network.append(
+            InFlight(at: now + uniform(1...delayTicksMax), sequence: sequence, from: from, to: to, bytes: bytes))
     }
 
     /// One tick: engines tick, coalesced heartbeats leave, due messages arrive, due flushes complete.
