@@ -229,6 +229,25 @@ final class ReplicaEngineTests: XCTestCase {
         XCTAssertTrue(cluster.flushes.isEmpty)
     }
 
+    /// The leader checks produced batches as Kafka does before Raft sees them: a corrupt batch, a control batch
+    /// and an empty produce are refused, and nothing is appended.
+    func testLeaderRefusesInvalidBatches() throws {
+        let cluster = TestCluster(seed: 13)
+        let leader = try XCTUnwrap(cluster.waitForLeader())
+        let engine = try XCTUnwrap(cluster.engines[leader])
+        var corrupt = try makeBatch("x")
+        corrupt.setInteger(UInt8(0x55), at: corrupt.writerIndex - 1)
+        let control = RecordBatchBuilder.controlBatch(
+            ControlRecord(type: .commit), value: ControlRecord.endTransactionMarkerValue(coordinatorEpoch: 0),
+            timestamp: 0)
+        for bad in [corrupt, control, ByteBuffer()] {
+            XCTAssertThrowsError(try engine.propose(bad, now: cluster.millis)) {
+                guard case .invalidBatches? = $0 as? ReplicaError else { return XCTFail("\($0)") }
+            }
+        }
+        XCTAssertEqual(engine.log.logEndOffset, .zero)
+    }
+
     /// A non-leader refuses a produce with notLeader and names the leader it knows.
     func testFollowerRefusesProduce() throws {
         let cluster = TestCluster(seed: 7)
