@@ -243,6 +243,51 @@ extension PartitionLog {
         durableEndOffset = min(durableEndOffset, offset)
     }
 
+    // MARK: Reset
+
+    /// Removes every segment and restarts the log empty at `offset`, which becomes both
+    /// `logStartOffset` and `logEndOffset` (Raft's log reset, for a follower that lacks
+    /// what its leader's retention already deleted). `offset` must be at or past
+    /// `logEndOffset`.
+    ///
+    /// Crash safety: the new start is persisted in `log.checkpoint` first, and that write
+    /// is the commit point. A crash before it leaves the old log; after it, opening finds
+    /// a log start past the data and restarts the log empty there. Everything is durable
+    /// when this returns.
+    public func reset(startingAt offset: Offset, now: Milliseconds) throws(LogError) {
+        try checkWritable()
+        try checkNoFlushInFlight()
+        guard offset >= logEndOffset else {
+            throw .offsetOutOfRange(requested: offset, logStart: logEndOffset, logEnd: Offset(Int64.max))
+        }
+        window.invalidate()
+        logStartOffset = offset
+        recoveryPoint = offset
+        try writeCheckpoint()
+        for segment in segments.reversed() {
+            segment.close(io: io)
+            for path in [segment.logPath, segment.indexPath, segment.timeIndexPath] {
+                do throws(FileIOError) {
+                    try io.remove(path)
+                } catch {
+                    if !error.isNotFound { throw fail(.metadataFailed(error)) }
+                }
+            }
+            directoryChanges += 1
+        }
+        segments = []
+        logEndOffset = offset
+        durableEndOffset = offset
+        segments = [try createSegment(base: offset, now: now)]
+        do throws(FileIOError) {
+            try io.syncDirectory(directory)
+        } catch {
+            throw fail(.fsyncFailed(path: error.path, errno: error.errno))
+        }
+        directorySyncedChanges = directoryChanges
+        rolledSinceCheckpoint = false
+    }
+
     // MARK: Retention
 
     /// Deletes whole segments from the oldest while `retentionBytesMax` (the log stays at

@@ -225,6 +225,27 @@ struct LogLoader {
             }
         }
 
+        if logStart > segments[segments.count - 1].nextOffset {
+            // `PartitionLog.reset` persisted its new start and crashed before it replaced the
+            // segments (or fsynced data is missing): the log restarts empty at its start.
+            for segment in segments {
+                segment.close(io: io)
+                let stem = Segment.fileStem(segment.baseOffset)
+                for suffix in [".log", ".index", ".timeindex"] { try remove(stem + suffix) }
+            }
+            segments = []
+            do throws(FileIOError) {
+                let file = try io.open(path(Segment.fileStem(logStart) + ".log"), mode: .createTruncating)
+                let segment = Segment(
+                    directory: directory, baseOffset: logStart, file: file, size: 0, nowMs: now.value)
+                segments.append(segment)
+                segment.indexFile = try io.open(segment.indexPath, mode: .createTruncating)
+                segment.timeIndexFile = try io.open(segment.timeIndexPath, mode: .createTruncating)
+            } catch {
+                throw .io(error)
+            }
+            report.warnings.append("the log start \(logStart) is past the data: the log restarts empty there")
+        }
         let active = segments[segments.count - 1]
         if let first = active.firstBatchMaxTimestamp ?? firstTimestamp(active) {
             active.rollClockMs = min(first, now.value)
