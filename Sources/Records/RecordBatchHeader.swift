@@ -77,6 +77,8 @@ public enum RecordBatchError: Error, Equatable, Sendable, CustomStringConvertibl
     case compression(String)
     /// A codec Keel cannot encode or decode here.
     case unsupportedCodec(Int16)
+    /// A control batch where only client batches are accepted (clients may not produce them).
+    case controlBatchNotAllowed
 
     public var description: String {
         switch self {
@@ -90,6 +92,7 @@ public enum RecordBatchError: Error, Equatable, Sendable, CustomStringConvertibl
         case .malformedRecord(let why): "malformed record: \(why)"
         case .compression(let why): "compression: \(why)"
         case .unsupportedCodec(let raw): "unsupported compression codec \(raw)"
+        case .controlBatchNotAllowed: "control batches may not be produced by clients"
         }
     }
 }
@@ -260,6 +263,7 @@ public enum RecordBatch {
     /// Checks the stricter rules Kafka applies to a batch a client produced:
     /// `recordsCount > 0`, `lastOffsetDelta + 1 == recordsCount`, not a control batch.
     public static func validateClientBatch(_ header: RecordBatchHeader) throws(RecordBatchError) {
+        guard !header.attributes.isControl else { throw .controlBatchNotAllowed }
         guard header.recordsCount > 0, Int64(header.lastOffsetDelta) + 1 == Int64(header.recordsCount) else {
             throw .invalidRecordCount(lastOffsetDelta: header.lastOffsetDelta, recordsCount: header.recordsCount)
         }

@@ -527,13 +527,6 @@ public final class ReplicaEngine<Token> {
                 }
                 throw .invalidBatches(.invalidBatch(index: count, reason: error))
             }
-            guard !header.attributes.isControl else {
-                throw .invalidBatches(
-                    .invalidBatch(
-                        index: count,
-                        reason: .invalidRecordCount(
-                            lastOffsetDelta: header.lastOffsetDelta, recordsCount: header.recordsCount)))
-            }
             RecordBatch.setBaseOffset(next, in: &batches, at: position)
             RecordBatch.setPartitionLeaderEpoch(term.epoch, in: &batches, at: position)
             next = next.advanced(by: Int64(header.lastOffsetDelta) + 1)

@@ -303,4 +303,18 @@ final class RecordBatchTests: XCTestCase {
         }
         XCTAssertEqual(try RecordBatch.records(of: batch, decompressedBytesMax: 5 << 20).count, 1)
     }
+
+    /// A control batch passes the plain validation (replicas store them) but never the client-batch rules.
+    func testControlBatchesAreNotClientBatches() throws {
+        let control = RecordBatchBuilder.controlBatch(
+            ControlRecord(type: .leaderChange),
+            value: ControlRecord.leaderChangeValue(leaderId: 1, voters: [1, 2, 3], grantingVoters: [1, 2]),
+            timestamp: 0)
+        let header = try RecordBatch.validate(control, at: 0)
+        XCTAssertTrue(header.attributes.isControl)
+        XCTAssertThrowsError(try RecordBatch.validateClientBatch(header)) { error in
+            XCTAssertEqual(error as? RecordBatchError, .controlBatchNotAllowed)
+        }
+        XCTAssertNoThrow(try RecordBatch.validateClientBatch(RecordBatch.validate(sampleBatch(), at: 0)))
+    }
 }
