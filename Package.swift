@@ -69,6 +69,16 @@ let package = Package(
             ]
         ),
 
+        // Layer 2: the classic consumer-group coordinator as a pure state machine.
+        .target(
+            name: "ConsumerGroups",
+            dependencies: [
+                "KafkaProtocol",
+                "Records",
+                .product(name: "NIOCore", package: "swift-nio"),
+            ]
+        ),
+
         // Layer 4: the node's logic with no sockets and no wall clock.
         .target(
             name: "Broker",
@@ -76,6 +86,9 @@ let package = Package(
                 "Records",
                 "LogStorage",
                 "KafkaProtocol",
+                "Raft",
+                "Replication",
+                "ConsumerGroups",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -89,6 +102,8 @@ let package = Package(
                 "Records",
                 "LogStorage",
                 "KafkaProtocol",
+                "Raft",
+                "Replication",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
@@ -208,6 +223,15 @@ let package = Package(
             dependencies: [
                 "keel",
                 "LogStorage",
+                "Records",
+                .product(name: "NIOCore", package: "swift-nio"),
+            ]
+        ),
+        .testTarget(
+            name: "ConsumerGroupsTests",
+            dependencies: [
+                "ConsumerGroups",
+                "KafkaProtocol",
                 "Records",
                 .product(name: "NIOCore", package: "swift-nio"),
             ]
