@@ -2,11 +2,11 @@
 import ArgumentParser
 
 @main
-struct Keel: ParsableCommand {
+struct Keel: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "keel",
         abstract: "Keel: a distributed replicated log that speaks the Kafka protocol.",
-        subcommands: [LogCommand.self, BenchCommand.self]
+        subcommands: [BrokerCommand.self, LogCommand.self, BenchCommand.self]
     )
 }
 
