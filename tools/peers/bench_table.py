@@ -45,9 +45,10 @@ def main():
 
     rows = []
 
-    def row(what, keel, js, goal="", fmt="{:,.0f}"):
+    def row(what, keel, js, goal="", fmt="{:,.0f}", disk=None):
         ratio = keel / js if js and js == js and keel == keel else float("nan")
-        rows.append((what, fmt.format(keel), fmt.format(js), f"{ratio:.2f}", goal))
+        rows.append((what, fmt.format(keel), fmt.format(js), f"{ratio:.2f}", goal,
+                     "" if disk is None else fmt.format(disk)))
 
     rounds = len(values("keel", "produce", "msg_per_s"))
     print(f"\n== results (median of {rounds} rounds for throughput; Keel / JetStream ratios)")
@@ -57,23 +58,29 @@ def main():
         fmt="{:,.1f}")
     row("consume msg/s", median("keel", "consume", "msg_per_s"), med(js_consume), "≥ 1.5")
     row("consume MB/s", median("keel", "consume", "mb_per_s"), med(js_consume_mb), fmt="{:,.1f}")
+    row("server CPU s, produce phase", median("keel", "produce", "server_cpu_s"),
+        median("jetstream", "produce", "server_cpu_s"), fmt="{:.2f}")
+    js_consume_cpu = [a + b for a, b in zip(values("jetstream", "consume", "server_cpu_s"),
+                                            values("jetstream", "consume-pull", "server_cpu_s"))]
+    row("server CPU s, consume phase", median("keel", "consume", "server_cpu_s"),
+        med([v / 2 for v in js_consume_cpu]), fmt="{:.2f}")
     phases = sorted({p for (_, p) in runs if p.startswith("latency-")}, key=lambda p: int(p.split("-")[1]))
     for phase in phases:
         rate = phase.split("-")[1]
         for key, name in (("p50_ms", "p50"), ("p99_ms", "p99"), ("p99_9_ms", "p99.9")):
             row(f"latency at {rate} msg/s, {name} ms (linger.ms=5)", median("keel", phase, key),
-                median("jetstream", phase, key), fmt="{:.3f}")
+                median("jetstream", phase, key), fmt="{:.3f}", disk=median("disk", phase, key))
         for key, name in (("p50_ms", "p50"), ("p99_ms", "p99"), ("p99_9_ms", "p99.9")):
             row(f"latency at {rate} msg/s, {name} ms (linger.ms=0)", median("keel", "latency0-" + rate, key),
-                median("jetstream", phase, key), fmt="{:.3f}")
+                median("jetstream", phase, key), fmt="{:.3f}", disk=median("disk", phase, key))
 
-    widths = [max(len(r[i]) for r in rows + [("what", "Keel", "JetStream R1", "Keel/JS", "goal")]) for i in range(5)]
-    header = ("what", "Keel", "JetStream R1", "Keel/JS", "goal")
+    header = ("what", "Keel", "JetStream R1", "Keel/JS", "goal", "disk write+fdatasync")
+    widths = [max(len(r[i]) for r in rows + [header]) for i in range(6)]
     print("  ".join(h.ljust(w) for h, w in zip(header, widths)))
     for r in rows:
         print("  ".join((r[0].ljust(widths[0]),) + tuple(c.rjust(w) for c, w in zip(r[1:], widths[1:]))))
 
-    extra = sorted({p for (s, p) in runs if s == "keel" and p.startswith(("produce-p", "consume-p"))})
+    extra = sorted({p for (s, p) in runs if s == "keel" and p.startswith(("produce-", "consume-"))})
     for phase in extra:
         print(f"keel {phase}: {median('keel', phase, 'msg_per_s'):,.0f} msg/s, {median('keel', phase, 'mb_per_s'):,.1f} MB/s")
     print("per round, msg/s: keel produce", values("keel", "produce", "msg_per_s"),
@@ -85,6 +92,10 @@ def main():
     print("the batch; JetStream acknowledges once written to its file store, before any fsync (sync_interval")
     print("defaults to 2 min). Keel's producer is librdkafka (lz4, linger.ms=5, batch.size=64 KiB, acks=all);")
     print("JetStream's is nats.go async publish (no compression; JetStream 2.9 stores messages uncompressed).")
+    print("JetStream consume: the faster of an ordered push consumer and a pull consumer, per round; its server")
+    print("CPU is the mean of the two. Consumers are librdkafka (batch API, LZ4 decompression) and nats.go.")
+    print("disk write+fdatasync: 1.5 KB write + fdatasync at the same cadence (at most 1000/s), the floor under")
+    print("Keel's acks=all latency.")
     if failed:
         print("FAILED runs (no result line):", ", ".join(f"{s} {p}" for s, p in failed))
         sys.exit(1)

@@ -1,7 +1,7 @@
 // rdkafka_bench: a librdkafka producer and consumer for `tools/bench produce`.
 // Not a test: it prints what it measured, one `result ...` line per run.
 //
-//   rdkafka_bench create  -b HOST:PORT -t TOPIC -p PARTITIONS
+//   rdkafka_bench create  -b HOST:PORT -t TOPIC -p PARTITIONS [-X topic.config=value]...
 //   rdkafka_bench produce -b HOST:PORT -t TOPIC -f VALUES -n COUNT [-r RATE] [-w WARMUP]
 //                         [-l LINGER_MS] [-s BATCH_BYTES] [-z lz4|none] [-T SECONDS] [-X key=value]...
 //   rdkafka_bench consume -b HOST:PORT -t TOPIC -n COUNT [-p PARTITIONS] [-T SECONDS] [-X key=value]...
@@ -14,6 +14,7 @@
 // WARMUP messages (default: one second's worth) are not counted.
 // consume assigns every partition from the beginning and reports msg/s and MB/s of values
 // from assign() until COUNT messages have arrived. Every run stops after -T seconds.
+// -X sets a librdkafka property (produce, consume) or a topic config (create).
 //
 // Build: cc -O2 -o rdkafka_bench rdkafka_bench.c -lrdkafka -lpthread
 #include <errno.h>
@@ -137,7 +138,9 @@ static void set_extra(rd_kafka_conf_t *conf) {
 
 static void log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf) {
     (void)rk;
-    if (level <= 4) fprintf(stderr, "rdkafka %s: %s\n", fac, buf);
+    static int all = -1;
+    if (all < 0) all = getenv("RDKAFKA_BENCH_DEBUG") != NULL;
+    if (level <= 4 || all) fprintf(stderr, "%.3f rdkafka %s: %s\n", now_ns() / 1e9, fac, buf);
 }
 
 // ---- produce
@@ -274,22 +277,38 @@ static int consume(void) {
     for (int p = 0; p < partitions; p++)
         rd_kafka_topic_partition_list_add(list, topic, p)->offset = RD_KAFKA_OFFSET_BEGINNING;
 
+    // Connect and learn the partitions' leader before the clock starts: assigned before
+    // that, librdkafka waits 500 ms (its offset query timer) before it starts fetching.
+    rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, topic, NULL);
+    const struct rd_kafka_metadata *md;
+    rd_kafka_resp_err_t e = rd_kafka_metadata(rk, 0, rkt, &md, 10000);
+    if (e) die("metadata", rd_kafka_err2str(e));
+    rd_kafka_metadata_destroy(md);
+
     uint64_t start = now_ns(), deadline = start + (uint64_t)(time_limit * 1e9);
-    rd_kafka_resp_err_t e = rd_kafka_assign(rk, list);
+    e = rd_kafka_assign(rk, list);
     if (e) die("assign", rd_kafka_err2str(e));
+    // The batch API hands over up to 10,000 messages per call (as confluent-kafka's
+    // consume(num_messages) does), so the application thread is not the bottleneck.
+    rd_kafka_queue_t *queue = rd_kafka_queue_get_consumer(rk);
+    static rd_kafka_message_t *batch[10000];
     long got = 0;
     double bytes = 0;
     while (got < count && now_ns() < deadline) {
-        rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 100);
-        if (!m) continue;
-        if (m->err) {
-            fprintf(stderr, "rdkafka_bench: consume: %s\n", rd_kafka_message_errstr(m));
-        } else {
-            got++;
-            bytes += (double)m->len;
+        ssize_t n = rd_kafka_consume_batch_queue(queue, 100, batch, 10000);
+        for (ssize_t i = 0; i < n; i++) {
+            rd_kafka_message_t *m = batch[i];
+            if (m->err) {
+                fprintf(stderr, "rdkafka_bench: consume: %s\n", rd_kafka_message_errstr(m));
+            } else {
+                got++;
+                bytes += (double)m->len;
+            }
+            rd_kafka_message_destroy(m);
         }
-        rd_kafka_message_destroy(m);
     }
+    rd_kafka_queue_destroy(queue);
+    rd_kafka_topic_destroy(rkt);
     double seconds = (double)(now_ns() - start) / 1e9;
     printf("result consume msgs=%ld seconds=%.3f msg_per_s=%.0f mb_per_s=%.1f partitions=%ld\n", got, seconds,
         got / seconds, bytes / seconds / 1e6, partitions);
@@ -309,6 +328,14 @@ static int create(void) {
     if (!rk) die("rd_kafka_new", err);
     rd_kafka_NewTopic_t *nt = rd_kafka_NewTopic_new(topic, (int)partitions, 1, err, sizeof err);
     if (!nt) die("NewTopic", err);
+    for (int i = 0; i < extra_count; i++) {  // -X: topic configs here
+        char key[256];
+        const char *eq = strchr(extra[i], '=');
+        if (!eq || eq - extra[i] >= (long)sizeof key) die("-X", "expects key=value");
+        memcpy(key, extra[i], (size_t)(eq - extra[i]));
+        key[eq - extra[i]] = 0;
+        if (rd_kafka_NewTopic_set_config(nt, key, eq + 1)) die("-X", extra[i]);
+    }
     rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
     rd_kafka_CreateTopics(rk, &nt, 1, NULL, q);
     rd_kafka_event_t *ev = rd_kafka_queue_poll(q, 15000);
