@@ -195,7 +195,9 @@ let package = Package(
                 "Records",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
-            ]
+            ],
+            // The mock cluster launcher is run by path (#filePath), not bundled.
+            exclude: ["Support/mock_cluster.py", "Support/librdkafka_partitions.py"]
         ),
         .testTarget(
             name: "KeelCommandTests",

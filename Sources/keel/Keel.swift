@@ -6,7 +6,10 @@ struct Keel: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "keel",
         abstract: "Keel: a distributed replicated log that speaks the Kafka protocol.",
-        subcommands: [BrokerCommand.self, LogCommand.self, BenchCommand.self]
+        subcommands: [
+            BrokerCommand.self, LogCommand.self, BenchCommand.self, TopicCommand.self, ProduceCommand.self,
+            ConsumeCommand.self,
+        ]
     )
 }
 
