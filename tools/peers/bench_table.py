@@ -56,6 +56,9 @@ def main():
         "≥ 1.0")
     row("produce MB/s", median("keel", "produce", "mb_per_s"), median("jetstream", "produce", "mb_per_s"),
         fmt="{:,.1f}")
+    if values("keelclient", "produce", "msg_per_s"):
+        row("produce msg/s, KeelClient producer", median("keelclient", "produce", "msg_per_s"),
+            median("jetstream", "produce", "msg_per_s"), "≥ 1.0")
     row("consume msg/s", median("keel", "consume", "msg_per_s"), med(js_consume), "≥ 1.5")
     row("consume MB/s", median("keel", "consume", "mb_per_s"), med(js_consume_mb), fmt="{:,.1f}")
     row("server CPU s, produce phase", median("keel", "produce", "server_cpu_s"),
@@ -68,10 +71,14 @@ def main():
     for phase in phases:
         rate = phase.split("-")[1]
         for key, name in (("p50_ms", "p50"), ("p99_ms", "p99"), ("p99_9_ms", "p99.9")):
-            row(f"latency at {rate} msg/s, {name} ms (linger.ms=5)", median("keel", phase, key),
+            row(f"latency at {rate} msg/s, {name} ms (librdkafka, linger.ms=5)", median("keel", phase, key),
                 median("jetstream", phase, key), fmt="{:.3f}", disk=median("disk", phase, key))
+        if values("keelclient", phase, "p50_ms"):
+            for key, name in (("p50_ms", "p50"), ("p99_ms", "p99"), ("p99_9_ms", "p99.9")):
+                row(f"latency at {rate} msg/s, {name} ms (KeelClient, linger 5 ms)", median("keelclient", phase, key),
+                    median("jetstream", phase, key), fmt="{:.3f}", disk=median("disk", phase, key))
         for key, name in (("p50_ms", "p50"), ("p99_ms", "p99"), ("p99_9_ms", "p99.9")):
-            row(f"latency at {rate} msg/s, {name} ms (linger.ms=0)", median("keel", "latency0-" + rate, key),
+            row(f"latency at {rate} msg/s, {name} ms (librdkafka, linger.ms=0)", median("keel", "latency0-" + rate, key),
                 median("jetstream", phase, key), fmt="{:.3f}", disk=median("disk", phase, key))
 
     header = ("what", "Keel", "JetStream R1", "Keel/JS", "goal", "disk write+fdatasync")
@@ -84,6 +91,7 @@ def main():
     for phase in extra:
         print(f"keel {phase}: {median('keel', phase, 'msg_per_s'):,.0f} msg/s, {median('keel', phase, 'mb_per_s'):,.1f} MB/s")
     print("per round, msg/s: keel produce", values("keel", "produce", "msg_per_s"),
+          "keelclient produce", values("keelclient", "produce", "msg_per_s"),
           "jetstream produce", values("jetstream", "produce", "msg_per_s"))
     print("per round, msg/s: keel consume", values("keel", "consume", "msg_per_s"),
           "jetstream ordered", values("jetstream", "consume", "msg_per_s"),
@@ -91,6 +99,7 @@ def main():
     print("Durability differs: Keel (flush policy fsync) acknowledges acks=all only after the fsync that covers")
     print("the batch; JetStream acknowledges once written to its file store, before any fsync (sync_interval")
     print("defaults to 2 min). Keel's producer is librdkafka (lz4, linger.ms=5, batch.size=64 KiB, acks=all);")
+    print("KeelClient's producer (keel bench produce): lz4, linger 5 ms, 64 KiB batches, acks=all, idempotent.")
     print("JetStream's is nats.go async publish (no compression; JetStream 2.9 stores messages uncompressed).")
     print("JetStream consume: the faster of an ordered push consumer and a pull consumer, per round; its server")
     print("CPU is the mean of the two. Consumers are librdkafka (batch API, LZ4 decompression) and nats.go.")
