@@ -304,6 +304,10 @@ final class PartitionEngine {
             }
             do throws(LogError) {
                 let durable = try self.log.completeFlush(plan, error: failure)
+                // The next fsync (for appends made during this one) starts before the waiting
+                // requests are answered: answering them first would delay it, and every
+                // request waiting on it, by the time that takes.
+                if self.closePromise == nil, self.log.needsFlush { self.startFlushIfNeeded() }
                 self.advanceHighWatermark(to: durable)
             } catch {
                 self.failAll(error)
@@ -311,8 +315,6 @@ final class PartitionEngine {
             if let closePromise = self.closePromise {
                 self.closePromise = nil
                 self.finishClose(closePromise)
-            } else if self.log.failure == nil, self.log.needsFlush {
-                self.startFlushIfNeeded()
             }
         }
     }

@@ -10,7 +10,7 @@ struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
         abstract: "Run a benchmark (tools/bench runs them beside the machine's limits).",
-        subcommands: [BenchStorage.self, BenchSample.self]
+        subcommands: [BenchStorage.self, BenchSample.self, BenchProduce.self]
     )
 }
 
