@@ -1,0 +1,295 @@
+// Three controllers over an in-memory network and simulated disks: a deterministic, seeded world (a trimmed copy
+// of ReplicationTests' TestCluster, with a `Controller` around each `ReplicaEngine`).
+import Broker
+import KafkaProtocol
+import LogStorage
+import NIOCore
+import Raft
+import Records
+import Replication
+import XCTest
+
+final class ControllerCluster {
+    final class Link: RaftTransport {
+        unowned let cluster: ControllerCluster
+        let node: Int
+        var coalescer = HeartbeatCoalescer()
+
+        init(cluster: ControllerCluster, node: Int) {
+            self.cluster = cluster
+            self.node = node
+        }
+
+        func send(_ message: ReplicationMessage) {
+            if let frame = coalescer.route(message) { cluster.transmit(frame, from: node) }
+        }
+    }
+
+    struct InFlight {
+        var at: Int
+        var sequence: Int
+        var to: Int
+        var bytes: ByteBuffer
+    }
+
+    struct PendingFlush {
+        var at: Int
+        var node: Int
+        var incarnation: Int
+        var request: FlushRequest
+    }
+
+    static let directory = "/data/__cluster_metadata-0"
+
+    let seed: UInt64
+    var random: SeededRandom
+    let size: Int
+    var disks: [SimulatedDisk]
+    var controllers: [Controller?]
+    var links: [Link] = []
+    var incarnations: [Int]
+    var network: [InFlight] = []
+    var flushes: [PendingFlush] = []
+    var sequence = 0
+    var now = 0
+    /// The state each node last reported through `onMetadataChanged`.
+    var reported: [ClusterMetadataState?]
+
+    init(seed: UInt64, size: Int = 3) {
+        self.seed = seed
+        random = SeededRandom(seed: seed)
+        self.size = size
+        disks = (0..<size).map { _ in SimulatedDisk() }
+        controllers = Array(repeating: nil, count: size)
+        reported = Array(repeating: nil, count: size)
+        incarnations = Array(repeating: 0, count: size)
+        links = (0..<size).map { Link(cluster: self, node: $0) }
+        for k in 0..<size { start(k) }
+    }
+
+    func uniform(_ range: ClosedRange<Int>) -> Int { range.lowerBound + Int(random.next() % UInt64(range.count)) }
+
+    var millis: Milliseconds { Milliseconds(1_700_000_000_000 + Int64(now) * 100) }
+
+    func start(_ k: Int) {
+        incarnations[k] += 1
+        let incarnation = incarnations[k]
+        let configuration = RaftConfiguration(
+            id: NodeID(UInt64(k + 1)), voters: (1...size).map { NodeID(UInt64($0)) }, electionTimeoutTicksMin: 10,
+            electionTimeoutTicksMax: 20)
+        do {
+            let engine = try ReplicaEngine<UInt64>(
+                group: Controller.group, configuration: configuration, directory: Self.directory,
+                logConfig: LogConfig(segmentBytesMax: 4096, retentionBytesMax: nil, retentionMsMax: nil),
+                io: disks[k], transport: links[k],
+                flush: { [unowned self] request in
+                    self.flushes.append(
+                        PendingFlush(
+                            at: self.now + self.uniform(0...1), node: k, incarnation: incarnation, request: request))
+                },
+                seed: seed &* 1000 &+ UInt64(k * 10 + incarnation), now: millis)
+            let controller = Controller(engine: engine, stateMachine: ControllerStateMachine(), now: millis)
+            controller.onMetadataChanged = { [unowned self] state in self.reported[k] = state }
+            controllers[k] = controller
+        } catch {
+            XCTFail("seed \(seed): node \(k + 1) cannot open: \(error)")
+        }
+    }
+
+    /// Power loss on node k: the controller is gone, the disk keeps only what was fsynced.
+    func crash(_ k: Int) {
+        controllers[k] = nil
+        reported[k] = nil
+        incarnations[k] += 1
+        disks[k].crash()
+        links[k].coalescer = HeartbeatCoalescer()
+    }
+
+    func transmit(_ frame: PeerFrame, from: Int) {
+        let to: Int
+        switch frame {
+        case .message(let envelope): to = Int(envelope.message.to.value) - 1
+        case .heartbeats(let beats): to = Int(beats.to.value) - 1
+        }
+        var bytes = ByteBuffer()
+        ReplicationCodec.encode(frame, into: &bytes)
+        sequence += 1
+        network.append(InFlight(at: now + uniform(1...2), sequence: sequence, to: to, bytes: bytes))
+    }
+
+    /// One tick: controllers tick, coalesced heartbeats leave, due messages arrive, due flushes complete.
+    func advance() {
+        for k in 0..<size { controllers[k]?.tick(now: millis) }
+        for k in 0..<size { for frame in links[k].coalescer.flush() { transmit(frame, from: k) } }
+        let due = network.filter { $0.at <= now }.sorted { ($0.at, $0.sequence) < ($1.at, $1.sequence) }
+        network.removeAll { $0.at <= now }
+        for var message in due {
+            guard let controller = controllers[message.to] else { continue }
+            do {
+                switch try ReplicationCodec.decodeFrame(from: &message.bytes) {
+                case .message(let envelope)?: controller.receive(envelope.message, now: millis)
+                case .heartbeats(let beats)?:
+                    for envelope in beats.split() { controller.receive(envelope.message, now: millis) }
+                case nil: XCTFail("seed \(seed): incomplete frame")
+                }
+            } catch {
+                XCTFail("seed \(seed): a frame the codec wrote does not decode: \(error)")
+            }
+        }
+        let ready = flushes.filter { $0.at <= now }
+        flushes.removeAll { $0.at <= now }
+        for flush in ready {
+            guard flush.incarnation == incarnations[flush.node], let controller = controllers[flush.node] else {
+                continue
+            }
+            var failure: FileIOError?
+            do throws(FileIOError) {
+                try flush.request.plan.execute(io: disks[flush.node])
+            } catch {
+                failure = error
+            }
+            controller.completeFlush(flush.request, error: failure)
+        }
+        now += 1
+    }
+
+    /// Runs until `condition` holds, at most `ticks` ticks; false if it never did.
+    @discardableResult
+    func run(until condition: () -> Bool, ticks: Int = 1000) -> Bool {
+        for _ in 0..<ticks {
+            if condition() { return true }
+            advance()
+        }
+        return condition()
+    }
+
+    /// The live node that leads the controller group in the highest term.
+    var leader: Int? {
+        (0..<size).filter { controllers[$0]?.isController == true }
+            .max { controllers[$0]!.engine.term < controllers[$1]!.engine.term }
+    }
+
+    func waitForLeader() -> Int? {
+        run(until: { leader != nil })
+        return leader
+    }
+
+    /// Submits `command` on node k and runs the world until it is answered.
+    func submit(_ command: ControllerCommand, on k: Int) -> Result<ControllerReply, ControllerError>? {
+        var result: Result<ControllerReply, ControllerError>?
+        controllers[k]?.submit(command, now: millis) { result = $0 }
+        run(until: { result != nil })
+        return result
+    }
+
+    /// Every node is live and has applied the same log up to the same offset, into the same state.
+    var converged: Bool {
+        let live = controllers.compactMap { $0 }
+        guard live.count == size, let first = live.first else { return false }
+        return live.allSatisfy {
+            $0.appliedOffset == first.appliedOffset && $0.appliedOffset == $0.engine.log.logEndOffset
+                && $0.state == first.state
+        }
+    }
+}
+
+final class ControllerClusterTests: XCTestCase {
+    static func node(_ id: Int32) -> NodeRegistration {
+        NodeRegistration(
+            id: id, clientHost: "127.0.0.1", clientPort: 9090 + id, clusterHost: "127.0.0.1", clusterPort: 19090 + id)
+    }
+
+    static func create(_ name: String, partitions: Int32 = 3, rf: Int16 = 3) -> ControllerCommand {
+        .createTopic(name: name, partitions: partitions, replicationFactor: rf, configs: ["retention.ms": "60000"])
+    }
+
+    /// The error code of an answer (`.none` for a success), or nil when none came.
+    static func code(_ answer: Result<ControllerReply, ControllerError>?) -> ErrorCode? {
+        answer.map { result in
+            switch result {
+            case .success: ErrorCode.none
+            case .failure(let error): error.code
+            }
+        }
+    }
+
+    /// Registers the three nodes through the controller leader; returns the leader.
+    func bootstrap(_ cluster: ControllerCluster) throws -> Int {
+        let leader = try XCTUnwrap(cluster.waitForLeader(), "seed \(cluster.seed): no controller elected")
+        for id in 1...Int32(cluster.size) {
+            XCTAssertEqual(cluster.submit(.registerNode(Self.node(id)), on: leader), .success(.done))
+        }
+        return leader
+    }
+
+    /// Topics created on the controller leader reach all three nodes, which converge to identical states, and the
+    /// other nodes answer NOT_CONTROLLER naming the leader.
+    func testThreeControllersConvergeOnCreatedTopics() throws {
+        for seed: UInt64 in [1, 2, 3] {
+            let cluster = ControllerCluster(seed: seed)
+            let leader = try bootstrap(cluster)
+            XCTAssertEqual(
+                Self.code(cluster.submit(Self.create("too-wide", rf: 4), on: leader)), .invalidReplicationFactor)
+            for k in 0..<6 {
+                let reply = cluster.submit(Self.create("topic-\(k)"), on: leader)
+                guard case .success(.topicCreated(let assignment))? = reply else {
+                    return XCTFail("seed \(seed): topic-\(k): \(String(describing: reply))")
+                }
+                XCTAssertEqual(assignment.count, 3)
+            }
+            XCTAssertEqual(Self.code(cluster.submit(Self.create("topic-0"), on: leader)), .topicAlreadyExists)
+            XCTAssertEqual(cluster.submit(.deleteTopic(name: "topic-5"), on: leader), .success(.done))
+            XCTAssertEqual(
+                cluster.submit(.allocateProducerIdBlock(size: 1000), on: leader), .success(.producerIdBlock(0..<1000)))
+
+            let follower = (leader + 1) % cluster.size
+            XCTAssertEqual(
+                cluster.submit(Self.create("elsewhere"), on: follower),
+                .failure(.notController(controller: Int32(leader + 1))))
+
+            XCTAssertTrue(cluster.run(until: { cluster.converged }), "seed \(seed): the nodes never converged")
+            let state = try XCTUnwrap(cluster.controllers[0]).state
+            XCTAssertEqual(state.topicNames, (0..<5).map { "topic-\($0)" })
+            XCTAssertEqual(state.nodeIds, [1, 2, 3])
+            XCTAssertEqual(state.producerIdNextBlockStart, 1000)
+            XCTAssertEqual(state.overrides(of: "topic-2"), ["retention.ms": "60000"])
+            for k in 0..<cluster.size { XCTAssertEqual(cluster.reported[k], state, "seed \(seed): node \(k + 1)") }
+        }
+    }
+
+    /// When the controller leader dies a new one continues from the same state, the dead node catches up after a
+    /// restart, and a full restart of every node rebuilds the state by replaying the log.
+    func testNewControllerContinuesAndStateSurvivesRestart() throws {
+        let cluster = ControllerCluster(seed: 7)
+        let first = try bootstrap(cluster)
+        for k in 0..<4 { XCTAssertNotNil(try cluster.submit(Self.create("before-\(k)"), on: first)?.get()) }
+        let before = try XCTUnwrap(cluster.controllers[first]).state
+
+        cluster.crash(first)
+        let second = try XCTUnwrap(cluster.waitForLeader(), "no new controller")
+        XCTAssertNotEqual(second, first)
+        // Answering proves the new controller has applied its whole log, so its state is final here.
+        XCTAssertEqual(Self.code(cluster.submit(Self.create("before-0"), on: second)), .topicAlreadyExists)
+        XCTAssertEqual(cluster.controllers[second]?.state, before, "the new controller continues from the same state")
+        for k in 0..<4 { XCTAssertNotNil(try cluster.submit(Self.create("after-\(k)"), on: second)?.get()) }
+        XCTAssertEqual(
+            cluster.submit(.alterConfig(name: "before-1", configs: ["segment.bytes": "8192"]), on: second),
+            .success(.done))
+
+        cluster.start(first)
+        XCTAssertTrue(cluster.run(until: { cluster.converged }), "the restarted node never caught up")
+        let after = try XCTUnwrap(cluster.controllers[second]).state
+        XCTAssertEqual(after.topicNames.count, 8)
+        XCTAssertEqual(after.overrides(of: "before-1"), ["segment.bytes": "8192"])
+        XCTAssertEqual(cluster.controllers[first]?.state, after)
+
+        for k in 0..<cluster.size { cluster.crash(k) }
+        for k in 0..<cluster.size { cluster.start(k) }
+        XCTAssertEqual(cluster.controllers[0]?.state, ClusterMetadataState(), "nothing is applied before a commit")
+        let third = try XCTUnwrap(cluster.waitForLeader(), "no controller after the full restart")
+        XCTAssertTrue(cluster.run(until: { cluster.converged && cluster.controllers[third]?.state == after }))
+        for k in 0..<cluster.size { XCTAssertEqual(cluster.reported[k], after, "node \(k + 1) replayed the log") }
+        XCTAssertEqual(
+            cluster.submit(.allocateProducerIdBlock(size: 10), on: third), .success(.producerIdBlock(0..<10)))
+    }
+}
