@@ -216,9 +216,10 @@ final class ControllerCluster {
 }
 
 final class ControllerClusterTests: XCTestCase {
-    static func node(_ id: Int32) -> NodeRegistration {
+    static func node(_ id: Int32, incarnation: Int = 0) -> NodeRegistration {
         NodeRegistration(
-            id: id, clientHost: "127.0.0.1", clientPort: 9090 + id, clusterHost: "127.0.0.1", clusterPort: 19090 + id)
+            id: id, clientHost: "127.0.0.1", clientPort: 9090 + id, clusterHost: "127.0.0.1", clusterPort: 19090 + id,
+            incarnation: Int64(incarnation))
     }
 
     static func create(_ name: String, partitions: Int32 = 3, rf: Int16 = 3) -> ControllerCommand {
@@ -318,36 +319,59 @@ final class ControllerClusterTests: XCTestCase {
     /// Under random commands sent to random nodes, crashes and restarts of a minority, and leader changes, every
     /// node ends with the state that replaying its log builds, all nodes agree, and no producer id is given twice.
     func testRandomCommandsWithCrashesConvergeAndReplay() throws {
-        // Seed 104 is left out: it stalls on a Raft liveness bug (see the skipped test below).
-        for seed: UInt64 in (100..<116).filter({ $0 != 104 }) { try randomWorkload(seed: seed) }
+        for seed: UInt64 in 100..<130 { try randomWorkload(seed: seed, reregister: true) }
     }
 
     /// A follower that restarts while the cluster is quiet catches up without a new metadata write.
     ///
     /// Skipped: the Raft core never repeats a lost probe whose `next` is past the leader's last entry once
     /// `sentCommit == commitIndex` (`sendAppends` returns without sending, and a probe is not retried on ticks),
-    /// so the restarted node stays at high watermark 0 until the next proposal. Seed 104 of the workload shows it.
+    /// so the restarted node stays at high watermark 0 until the next proposal. Seed 104 of the workload without
+    /// re-registration shows it (about 4% of seeds do); a broker re-registers at every start with a new
+    /// incarnation, which writes a record and so hides the bug, as `testRandomCommandsWithCrashesConvergeAndReplay`
+    /// shows.
     func testQuietClusterCatchesUpARestartedFollower() throws {
         try XCTSkipIf(true, "Raft liveness bug: a lost probe to a restarted follower is not repeated in a quiet group")
-        try randomWorkload(seed: 104)
+        try randomWorkload(seed: 104, reregister: false)
     }
 
     /// Sends 60 random steps (commands to random nodes, crashes and restarts of one node), restarts everyone,
-    /// and checks convergence, replay and producer id uniqueness.
-    func randomWorkload(seed: UInt64) throws {
+    /// and checks convergence, replay and producer id uniqueness. With `reregister`, a restarted node registers
+    /// again with its new incarnation through the controller, as a broker does at start.
+    func randomWorkload(seed: UInt64, reregister: Bool) throws {
         let cluster = ControllerCluster(seed: seed)
         _ = try bootstrap(cluster)
         var random = SeededRandom(seed: seed)
         var blocks: [Range<Int64>] = []
         var created: [String] = []
         var answers = 0
+        var unregistered: Set<Int> = []
+        var registering: Set<Int> = []
+        func registerRestarted() {
+            guard let leader = cluster.leader else { return }
+            for k in unregistered.subtracting(registering) where cluster.controllers[k] != nil {
+                registering.insert(k)
+                let node = Self.node(Int32(k + 1), incarnation: cluster.incarnations[k])
+                cluster.controllers[leader]?.submit(.registerNode(node), now: cluster.millis) { result in
+                    registering.remove(k)
+                    if case .success = result { unregistered.remove(k) }
+                }
+            }
+        }
+        func restart(_ k: Int) {
+            cluster.start(k)
+            if reregister { unregistered.insert(k) }
+        }
         for _ in 0..<60 {
+            registerRestarted()
             let live = (0..<cluster.size).filter { cluster.controllers[$0] != nil }
             let roll = random.next() % 100
             if roll < 8, live.count == cluster.size {
                 cluster.crash(live[Int(random.next() % UInt64(live.count))])
+                // A crashed controller never answers what it was asked: ask again (registering is idempotent).
+                registering = []
             } else if roll < 20, live.count < cluster.size {
-                cluster.start((0..<cluster.size).first { cluster.controllers[$0] == nil } ?? 0)
+                restart((0..<cluster.size).first { cluster.controllers[$0] == nil } ?? 0)
             } else {
                 let k = live[Int(random.next() % UInt64(live.count))]
                 let name = "t\(random.next() % 6)"
@@ -370,8 +394,13 @@ final class ControllerClusterTests: XCTestCase {
             }
             cluster.run(until: { false }, ticks: Int(random.next() % 15))
         }
-        for k in 0..<cluster.size where cluster.controllers[k] == nil { cluster.start(k) }
-        guard cluster.run(until: { cluster.converged }, ticks: 3000) else {
+        for k in 0..<cluster.size where cluster.controllers[k] == nil { restart(k) }
+        let settled = cluster.run(
+            until: {
+                registerRestarted()
+                return unregistered.isEmpty && cluster.converged
+            }, ticks: 3000)
+        guard settled else {
             let nodes = cluster.controllers.compactMap { $0 }.map {
                 "node \($0.engine.id) \($0.isController ? "leads" : "follows"): applied \($0.appliedOffset), "
                     + "high watermark \($0.engine.highWatermark), log end \($0.engine.log.logEndOffset)"

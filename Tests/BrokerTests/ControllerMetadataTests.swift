@@ -11,7 +11,9 @@ let sampleMetadataRecords: [MetadataRecord] = [
     .nodeRegistered(
         NodeRegistration(id: 1, clientHost: "127.0.0.1", clientPort: 9092, clusterHost: "", clusterPort: 19092)),
     .nodeRegistered(
-        NodeRegistration(id: Int32.max, clientHost: "nœud-é.test", clientPort: 0, clusterHost: "h", clusterPort: 1)),
+        NodeRegistration(
+            id: Int32.max, clientHost: "nœud-é.test", clientPort: 0, clusterHost: "h", clusterPort: 1,
+            incarnation: Int64.min)),
     .topicCreated(name: "orders", assignment: [[1, 2, 3], [2, 3, 1]], overrides: ["retention.ms": "1000"]),
     .topicCreated(name: "empty", assignment: [], overrides: [:]),
     .topicDeleted(name: "orders"),
@@ -203,7 +205,8 @@ final class ControllerStateMachineTests: XCTestCase {
         XCTAssertEqual(defaults, .topicCreated(assignment: [[1, 3, 2]]))
     }
 
-    /// Registering a node twice with the same addresses proposes nothing; new addresses replace the old.
+    /// Registering a node twice with the same addresses and incarnation proposes nothing; new addresses or a new
+    /// incarnation (a restart) replace the old registration.
     func testRegisterNodeIsIdempotent() throws {
         let machine = ControllerStateMachine()
         var state = ClusterMetadataState()
@@ -214,6 +217,9 @@ final class ControllerStateMachineTests: XCTestCase {
         var moved = node
         moved.clientPort = 9
         XCTAssertEqual(try machine.decide(.registerNode(moved), in: state).records, [.nodeRegistered(moved)])
+        var restarted = node
+        restarted.incarnation = 77
+        XCTAssertEqual(try machine.decide(.registerNode(restarted), in: state).records, [.nodeRegistered(restarted)])
     }
 
     /// Successive producer id blocks never overlap.

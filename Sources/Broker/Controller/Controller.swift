@@ -183,8 +183,9 @@ public final class Controller {
         }
     }
 
-    /// True when every entry of the leader's log is committed and applied: the state is the latest there is.
-    var readyToDecide: Bool {
+    /// True when this node is the controller and every entry of its log is committed and applied: the state is the
+    /// latest there is, and a command submitted now runs at once (`cluster/up` may wait for this on some node).
+    public var readyToDecide: Bool {
         engine.isLeader && failure == nil && appliedOffset == engine.highWatermark
             && engine.highWatermark == engine.log.logEndOffset
     }

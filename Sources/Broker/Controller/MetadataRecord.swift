@@ -13,14 +13,22 @@ public struct NodeRegistration: Hashable, Sendable {
     public var clusterHost: String
     /// The port peers connect to.
     public var clusterPort: Int32
+    /// A number the node draws at each start (from its seeded generator), as Kafka's incarnation id: a retried
+    /// registration of one process changes nothing, while every restart is news and so writes a record (which also
+    /// brings a restarted node's metadata replica up to date at once).
+    public var incarnation: Int64
 
     /// Describes a node.
-    public init(id: Int32, clientHost: String, clientPort: Int32, clusterHost: String, clusterPort: Int32) {
+    public init(
+        id: Int32, clientHost: String, clientPort: Int32, clusterHost: String, clusterPort: Int32,
+        incarnation: Int64 = 0
+    ) {
         self.id = id
         self.clientHost = clientHost
         self.clientPort = clientPort
         self.clusterHost = clusterHost
         self.clusterPort = clusterPort
+        self.incarnation = incarnation
     }
 }
 
@@ -103,7 +111,7 @@ public enum MetadataRecordError: Error, Hashable, Sendable {
 ///
 /// | type | fields after the version byte |
 /// | --- | --- |
-/// | 1 NodeRegistered | id i32, clientHost str, clientPort i32, clusterHost str, clusterPort i32 |
+/// | 1 NodeRegistered | id i32, clientHost str, clientPort i32, clusterHost str, clusterPort i32, incarnation i64 |
 /// | 2 TopicCreated | name str, partitions i32, per partition (replicas i32, that many node ids i32), overrides map |
 /// | 3 TopicDeleted | name str |
 /// | 4 TopicConfigChanged | name str, overrides map |
@@ -140,6 +148,7 @@ public enum MetadataRecordCodec {
             out.writeInteger(node.clientPort)
             writeString(node.clusterHost, to: &out)
             out.writeInteger(node.clusterPort)
+            out.writeInteger(node.incarnation)
         case .topicCreated(let name, let assignment, let overrides):
             writeString(name, to: &out)
             out.writeInteger(Int32(assignment.count))
@@ -187,7 +196,7 @@ public enum MetadataRecordCodec {
                 NodeRegistration(
                     id: try reader.integer(&body), clientHost: try reader.string(&body),
                     clientPort: try reader.integer(&body), clusterHost: try reader.string(&body),
-                    clusterPort: try reader.integer(&body)))
+                    clusterPort: try reader.integer(&body), incarnation: try reader.integer(&body)))
         case .topicCreated:
             let name = try reader.string(&body)
             let partitions = try reader.count(&body)
