@@ -85,6 +85,25 @@ final class ControllerMetadataTests: XCTestCase {
         XCTAssertGreaterThan(decodedCount, 0, "seed \(seed): some flips land in values and still decode")
     }
 
+    /// The encoding is pinned byte for byte, so that a change to the format shows up as a failing test (bump the
+    /// version then).
+    func testEncodingIsPinned() {
+        let record = MetadataRecord.topicCreated(name: "ab", assignment: [[1, 2]], overrides: ["k": "v"])
+        XCTAssertEqual(Array(MetadataRecordCodec.key(record).readableBytesView), [0x00, 0x02])
+        XCTAssertEqual(
+            Array(MetadataRecordCodec.value(record).readableBytesView),
+            [
+                0x01,  // version
+                0x00, 0x02, 0x61, 0x62,  // name "ab"
+                0x00, 0x00, 0x00, 0x01,  // 1 partition
+                0x00, 0x00, 0x00, 0x02, 0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x02,  // replicas [1, 2]
+                0x00, 0x00, 0x00, 0x01, 0x00, 0x01, 0x6B, 0x00, 0x01, 0x76,  // overrides {k: v}
+            ])
+        XCTAssertEqual(
+            Array(MetadataRecordCodec.value(.producerIdBlockAllocated(nextBlockStart: 258)).readableBytesView),
+            [0x01, 0, 0, 0, 0, 0, 0, 0x01, 0x02])
+    }
+
     /// A control batch holds no metadata records, and a corrupt batch is refused.
     func testControlAndCorruptBatches() throws {
         let control = RecordBatchBuilder.controlBatch(
@@ -203,6 +222,28 @@ final class ControllerStateMachineTests: XCTestCase {
         let defaults = try run(create("d", -1, -1), &state, machine)
         // Defaults: 1 partition, RF min(3, nodes); the rotation continues after the 3 partitions of "t".
         XCTAssertEqual(defaults, .topicCreated(assignment: [[1, 3, 2]]))
+    }
+
+    /// Explicit assignments are taken as given once every replica is a registered node, distinct within its
+    /// partition, and every partition has as many replicas.
+    func testExplicitAssignmentsAreChecked() throws {
+        let machine = ControllerStateMachine()
+        let state = cluster(nodes: 3)
+        func create(_ assignment: [[Int32]], name: String = "t") throws(ControllerError) -> [MetadataRecord] {
+            try machine.decide(.createTopicWithAssignment(name: name, assignment: assignment, configs: [:]), in: state)
+                .records
+        }
+        XCTAssertEqual(
+            try create([[3, 1], [1, 2]]), [.topicCreated(name: "t", assignment: [[3, 1], [1, 2]], overrides: [:])])
+        for bad in [[[1, 1]], [[1, 4]], [[1], [1, 2]], [[]]] as [[[Int32]]] {
+            XCTAssertThrowsError(try create(bad)) {
+                XCTAssertEqual(($0 as? ControllerError)?.code, .invalidReplicationFactor)
+            }
+        }
+        XCTAssertThrowsError(try create([])) { XCTAssertEqual(($0 as? ControllerError)?.code, .invalidPartitions) }
+        XCTAssertThrowsError(try create([[1]], name: "a/b")) {
+            XCTAssertEqual(($0 as? ControllerError)?.code, .invalidTopicException)
+        }
     }
 
     /// Registering a node twice with the same addresses and incarnation proposes nothing; new addresses or a new

@@ -4,6 +4,8 @@ import KafkaProtocol
 public enum ControllerCommand: Hashable, Sendable {
     /// CreateTopics: `partitions` or `replicationFactor` of -1 take the defaults.
     case createTopic(name: String, partitions: Int32, replicationFactor: Int16, configs: [String: String])
+    /// CreateTopics with explicit replica assignments (`assignment[p]`: partition p's replicas, leader first).
+    case createTopicWithAssignment(name: String, assignment: [[Int32]], configs: [String: String])
     /// DeleteTopics.
     case deleteTopic(name: String)
     /// AlterConfigs: the topic's overrides become `configs` (the whole set).
@@ -108,6 +110,25 @@ public struct ControllerStateMachine: Sendable {
                 in: state)
             guard case .topicCreated(_, let assignment, _) = record else { preconditionFailure("not a creation") }
             return ([record], .topicCreated(assignment: assignment))
+        case .createTopicWithAssignment(let name, let assignment, let configs):
+            try checkNewTopic(name: name, partitions: Int32(clamping: assignment.count), in: state)
+            let nodes = Set(state.nodeIds)
+            for (p, replicas) in assignment.enumerated() {
+                guard !replicas.isEmpty, Set(replicas).count == replicas.count,
+                    replicas.count == assignment[0].count
+                else {
+                    throw .invalidReplicationFactor(
+                        "partition \(p): replicas \(replicas) must be distinct, non-empty, and as many as partition 0's"
+                    )
+                }
+                guard let unknown = replicas.first(where: { !nodes.contains($0) }) else { continue }
+                throw .invalidReplicationFactor("partition \(p): node \(unknown) is not registered")
+            }
+            try validate(configs: configs)
+            return (
+                [.topicCreated(name: name, assignment: assignment, overrides: configs)],
+                .topicCreated(assignment: assignment)
+            )
         case .deleteTopic(let name):
             guard state.topic(name) != nil else { throw .unknownTopic("topic \(name) does not exist") }
             return ([.topicDeleted(name: name)], .done)
@@ -153,17 +174,22 @@ public struct ControllerStateMachine: Sendable {
         }
     }
 
+    /// The checks of every creation: a legal, free name and a partition count in range.
+    func checkNewTopic(name: String, partitions: Int32, in state: ClusterMetadataState) throws(ControllerError) {
+        if let problem = Broker.topicNameProblem(name) { throw .invalidTopic(problem) }
+        if name == Self.metadataTopic { throw .invalidTopic("topic \(name) is reserved for the controller") }
+        guard state.topic(name) == nil else { throw .topicAlreadyExists("topic \(name) already exists") }
+        guard partitions >= 1, partitions <= Broker.partitionsMax else {
+            throw .invalidPartitions("number of partitions \(partitions) must be in 1...\(Broker.partitionsMax)")
+        }
+    }
+
     func createTopic(
         name: String, partitions: Int32, replicationFactor: Int16, configs: [String: String],
         in state: ClusterMetadataState
     ) throws(ControllerError) -> MetadataRecord {
-        if let problem = Broker.topicNameProblem(name) { throw .invalidTopic(problem) }
-        if name == Self.metadataTopic { throw .invalidTopic("topic \(name) is reserved for the controller") }
-        guard state.topic(name) == nil else { throw .topicAlreadyExists("topic \(name) already exists") }
         let partitions = partitions == -1 ? defaultPartitions : partitions
-        guard partitions >= 1, partitions <= Broker.partitionsMax else {
-            throw .invalidPartitions("number of partitions \(partitions) must be in 1...\(Broker.partitionsMax)")
-        }
+        try checkNewTopic(name: name, partitions: partitions, in: state)
         let nodes = state.nodeIds
         let factor =
             replicationFactor == -1
