@@ -79,14 +79,16 @@ final class ControllerCluster {
     func start(_ k: Int) {
         incarnations[k] += 1
         let incarnation = incarnations[k]
+        // Small segments, so that the logs roll.
+        var logConfig = Controller.logConfig(flushPolicy: flushPolicy)
+        logConfig.segmentBytesMax = 4096
         let configuration = RaftConfiguration(
             id: NodeID(UInt64(k + 1)), voters: (1...size).map { NodeID(UInt64($0)) }, electionTimeoutTicksMin: 10,
             electionTimeoutTicksMax: 20)
         do {
             let engine = try ReplicaEngine<UInt64>(
                 group: Controller.group, configuration: configuration, directory: Self.directory,
-                logConfig: LogConfig(
-                    segmentBytesMax: 4096, retentionBytesMax: nil, retentionMsMax: nil, flushPolicy: flushPolicy),
+                logConfig: logConfig,
                 io: disks[k], transport: links[k],
                 flush: { [unowned self] request in
                     self.flushes.append(

@@ -66,9 +66,19 @@ public final class Controller {
     /// The most commands waiting on the leader; more are refused (the client retries).
     public static let queueLengthMax = 10_000
 
-    /// Takes over `engine` (a replica of `Controller.group`; its callbacks become the controller's) and starts
-    /// applying from the log start.
+    /// The log limits of the metadata replica: no retention, since the log is the only copy of the metadata
+    /// until snapshots exist.
+    public static func logConfig(flushPolicy: FlushPolicy) -> LogConfig {
+        LogConfig(
+            segmentBytesMax: 16 * 1024 * 1024, retentionBytesMax: nil, retentionMsMax: nil, flushPolicy: flushPolicy)
+    }
+
+    /// Takes over `engine` (a replica of `Controller.group` opened with a retention-free log, e.g.
+    /// `Controller.logConfig`; its callbacks become the controller's) and starts applying from the log start.
     public init(engine: ReplicaEngine<UInt64>, stateMachine: ControllerStateMachine, now: Milliseconds) {
+        precondition(
+            engine.log.config.retentionBytesMax == nil && engine.log.config.retentionMsMax == nil,
+            "the metadata log must keep every batch: open it without retention")
         self.engine = engine
         self.stateMachine = stateMachine
         self.now = now
