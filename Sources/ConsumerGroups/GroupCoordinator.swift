@@ -402,17 +402,17 @@ public struct GroupCoordinator: Sendable {
         }
         if let code = validateCommit(group: group, request: request, standalone: standalone) { return fail(code) }
 
-        var records: [GroupRecord] = []
-        let response = answer { partition in
+        func refusal(_ partition: OffsetCommitRequest.Topic.Partition) -> ErrorCode {
+            if partition.partitionIndex < 0 { return .unknownTopicOrPartition }
             if (partition.committedMetadata?.utf8.count ?? 0) > config.offsetMetadataBytesMax {
                 return .offsetMetadataTooLarge
             }
             return .none
         }
+        var records: [GroupRecord] = []
+        let response = answer(refusal)
         for topic in request.topics {
-            for partition in topic.partitions
-            where (partition.committedMetadata?.utf8.count ?? 0) <= config.offsetMetadataBytesMax {
-                guard partition.partitionIndex >= 0 else { continue }
+            for partition in topic.partitions where refusal(partition) == .none {
                 let key = TopicPartition(topic: topic.name, partition: partition.partitionIndex)
                 let committed = CommittedOffset(
                     offset: partition.committedOffset,
@@ -422,6 +422,10 @@ public struct GroupCoordinator: Sendable {
                 group.offsets[key] = committed
                 records.append(GroupRecord(.offsetCommit(group: group.id, key, committed)))
             }
+        }
+        if records.isEmpty && groups[group.id] == nil {
+            // Nothing was accepted: a standalone commit does not bring a group into being for nothing.
+            return Self.single(token, .offsetCommit(response))
         }
         if let index = group.memberIndex(id: request.memberId) {
             group.members[index].sessionDeadline = now + Int64(group.members[index].sessionTimeoutMs)

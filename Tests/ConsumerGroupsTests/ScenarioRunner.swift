@@ -14,7 +14,7 @@ import XCTest
 /// - `join C [member=M] [instance=I] [session=ms] [rebalance=ms] [protocols=a,b] [type=T] [meta=S]`
 /// - `sync C member=M gen=N [instance=I] [assign=M1:A1,M2:A2]`
 /// - `heartbeat C member=M gen=N`, `leave C member=M`
-/// - `commit C [member=M] [gen=N] offsets=T:P=O,... [metadata=S]`
+/// - `commit C [member=M] [gen=N] offsets=T:P=O,... [metadata=S]` (`metadata=x*4097`: 4097 x's)
 /// - `fetch C [partitions=T:P,...]` (all when absent), `describe C groups=G,...`, `list C`
 /// - `tick MS` (advance the clock by MS and fire timers), `hold`, `release`
 /// - `reload [finish=no]` (a new coordinator replays the log; `finish=no` leaves it loading), `loaded`
@@ -113,7 +113,7 @@ struct ScenarioRunner {
                 let entry = OffsetCommitRequest.Topic.Partition(
                     partitionIndex: partition,
                     committedOffset: value,
-                    committedMetadata: args["metadata"]
+                    committedMetadata: args["metadata"].map(Self.expand)
                 )
                 if topics.last?.name == topic {
                     topics[topics.count - 1].partitions.append(entry)
@@ -186,6 +186,13 @@ struct ScenarioRunner {
             return ["error: unknown command \(verb)"]
         }
         return render(effects)
+    }
+
+    /// `x*3` → `xxx`; anything else as it is.
+    static func expand(_ text: String) -> String {
+        let parts = text.split(separator: "*")
+        guard parts.count == 2, let count = Int(parts[1]) else { return text }
+        return String(repeating: String(parts[0]), count: count)
     }
 
     static func topicPartitionValue(_ item: String) -> (String, Int32, Int64) {

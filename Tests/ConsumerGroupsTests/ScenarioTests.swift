@@ -345,6 +345,17 @@ final class ScenarioTests: XCTestCase {
             c1: commit t-0=ILLEGAL_GENERATION
             > fetch a
             a: fetch t-0=10 t-1=9
+            # Negative partitions and metadata beyond offset.metadata.max.bytes (4096; error 12) are refused.
+            > commit a group=other offsets=t:-1=3,t:0=4
+            append: offset other t-0=4
+            a: commit t--1=UNKNOWN_TOPIC_OR_PARTITION t-0=NONE
+            > commit a group=other offsets=t:1=5 metadata=x*4097
+            a: commit t-1=UNKNOWN(12)
+            > commit a group=other offsets=t:1=5 metadata=x*4096
+            append: offset other t-1=5
+            a: commit t-1=NONE
+            > fetch a group=other
+            a: fetch t-0=4 t-1=5
             """#
         )
     }
