@@ -10,7 +10,7 @@
 // clients' own and are carried opaquely).
 //
 // Main types: `GroupCoordinator` (events in: join, sync, heartbeat, leave, offsetCommit, offsetFetch,
-// describe, list, tick, load; a `GroupEffects` value out), `GroupEffects` (replies to send now, and record
+// describe, list, deleteGroups, tick, load; a `GroupEffects` value out), `GroupEffects` (replies to send now, and record
 // appends whose replies wait until the partition's Raft group commits them), `GroupRecord` (Kafka's own
 // `__consumer_offsets` key/value layout), `GroupCoordinatorConfig`.
 //
@@ -103,6 +103,23 @@ public enum GroupResponse: Equatable, Sendable {
     case describe(DescribeGroupsResponse)
     /// A ListGroups v2 response.
     case list(ListGroupsResponse)
+    /// The outcome of `deleteGroups`, one entry per group asked for (DeleteGroups has no wire struct yet).
+    case deleteGroups([DeletedGroup])
+}
+
+/// The outcome of deleting one group: NONE, GROUP_ID_NOT_FOUND, NON_EMPTY_GROUP, INVALID_GROUP_ID or
+/// COORDINATOR_LOAD_IN_PROGRESS (Kafka's DeleteGroups errors).
+public struct DeletedGroup: Equatable, Sendable {
+    /// The group id.
+    public var groupId: String
+    /// The error, or NONE.
+    public var errorCode: ErrorCode
+
+    /// Creates a value with every field given.
+    public init(groupId: String, errorCode: ErrorCode) {
+        self.groupId = groupId
+        self.errorCode = errorCode
+    }
 }
 
 /// A response to send, and the request it answers.
@@ -141,7 +158,8 @@ public struct GroupAppend: Equatable, Sendable {
 public struct GroupEffects: Equatable, Sendable {
     /// Replies to send now (including parked JoinGroup / SyncGroup requests released by this event).
     public var replies: [GroupReply]
-    /// Appends to make, in order, each with the replies that wait for its commit.
+    /// Appends to make, in order, each with the replies that wait for its commit (appends commit in log order,
+    /// so a reply attached to a later append also waits for the earlier ones).
     public var appends: [GroupAppend]
 
     /// Creates a value with every field given.

@@ -550,6 +550,50 @@ public struct GroupCoordinator: Sendable {
         return Self.single(token, .list(ListGroupsResponse(groups: listed)))
     }
 
+    // MARK: Deleting groups
+
+    /// Deletes Empty groups (Kafka's DeleteGroups, for `keel group delete`): tombstones for every offset and for
+    /// the group metadata, answered once committed; the group is Dead and forgotten at once.
+    public mutating func deleteGroups(_ token: RequestToken, _ groupIds: [String]) -> GroupEffects {
+        var outcomes: [DeletedGroup] = []
+        var effects = GroupEffects()
+        for groupId in groupIds {
+            let code: ErrorCode
+            if isLoading {
+                code = .coordinatorLoadInProgress
+            } else if groupId.isEmpty {
+                code = .invalidGroupId
+            } else if var group = groups[groupId] {
+                switch group.state {
+                case .empty:
+                    var records = group.offsets.keys.sorted().map {
+                        GroupRecord(.offsetCommit(group: groupId, $0, nil))
+                    }
+                    records.append(GroupRecord(.groupMetadata(group: groupId, nil)))
+                    effects.append(groupId, records)
+                    group.state = .dead
+                    store(group)
+                    code = .none
+                case .preparingRebalance, .completingRebalance, .stable:
+                    code = .nonEmptyGroup
+                case .dead:
+                    code = .groupIdNotFound
+                }
+            } else {
+                code = .groupIdNotFound
+            }
+            outcomes.append(DeletedGroup(groupId: groupId, errorCode: code))
+        }
+        let reply = GroupReply(token: token, response: .deleteGroups(outcomes))
+        if effects.appends.isEmpty {
+            effects.replies.append(reply)
+        } else {
+            // Appends commit in log order: the last one's commit covers them all.
+            effects.appends[effects.appends.count - 1].repliesOnCommit.append(reply)
+        }
+        return effects
+    }
+
     // MARK: Timers
 
     /// Fires every timer due at `now`: session expiry, the end of the join barrier (rebalance timeout or initial

@@ -149,7 +149,7 @@ struct GroupWorld {
             } else if response.errorCode == .unknownMemberId || response.errorCode == .fencedInstanceId {
                 clients[index].memberId = ""
             }
-        case .sync, .heartbeat, .leave, .offsetCommit, .offsetFetch, .describe, .list:
+        case .sync, .heartbeat, .leave, .offsetCommit, .offsetFetch, .describe, .list, .deleteGroups:
             break
         }
     }

@@ -15,7 +15,7 @@ import XCTest
 /// - `sync C member=M gen=N [instance=I] [assign=M1:A1,M2:A2]`
 /// - `heartbeat C member=M gen=N`, `leave C member=M`
 /// - `commit C [member=M] [gen=N] offsets=T:P=O,... [metadata=S]` (`metadata=x*4097`: 4097 x's)
-/// - `fetch C [partitions=T:P,...]` (all when absent), `describe C groups=G,...`, `list C`
+/// - `fetch C [partitions=T:P,...]` (all when absent), `describe C groups=G,...`, `list C`, `delete C groups=G,...`
 /// - `tick MS` (advance the clock by MS and fire timers), `hold`, `release`
 /// - `reload [finish=no]` (a new coordinator replays the log; `finish=no` leaves it loading), `loaded`
 /// - `dump` (every group's internal state and offsets)
@@ -151,6 +151,9 @@ struct ScenarioRunner {
             effects = coordinator.describe(token(for: client), request)
         case "list":
             effects = coordinator.list(token(for: client), ListGroupsRequest())
+        case "delete":
+            let groups = (args["groups"] ?? group).split(separator: ",", omittingEmptySubsequences: false)
+            effects = coordinator.deleteGroups(token(for: client), groups.map(String.init))
         case "tick":
             now += Int64(client) ?? 0
             effects = coordinator.tick(now: now)
@@ -262,6 +265,8 @@ struct ScenarioRunner {
                 return text + "]"
             }
             return "\(who): describe" + groups.map { "\n  " + $0 }.joined()
+        case .deleteGroups(let outcomes):
+            return "\(who): delete " + outcomes.map { "\($0.groupId)=\($0.errorCode.name)" }.joined(separator: " ")
         case .list(let response):
             var parts = response.groups.map { "\($0.groupId)(\($0.protocolType))" }
             if response.errorCode != .none { parts.append("error=\(response.errorCode.name)") }

@@ -565,4 +565,31 @@ final class ScenarioTests: XCTestCase {
             """#
         )
     }
+
+    /// Only an Empty group can be deleted: its offsets and metadata are tombstoned and it is gone (Dead).
+    func testDeleteGroups() {
+        assertScenario(
+            #"""
+            > commit a group=h offsets=t:0=5,t:1=6
+            append: offset h t-0=5
+            append: offset h t-1=6
+            a: commit t-0=NONE t-1=NONE
+            > join c1
+            > tick 3000
+            c1: join gen=1 protocol=range leader=c1-1 member=c1-1 members=[c1-1]
+            > delete a groups=h,g,missing,
+            append: offset h t-0 tombstone
+            append: offset h t-1 tombstone
+            append: metadata h tombstone
+            a: delete h=NONE g=NON_EMPTY_GROUP missing=GROUP_ID_NOT_FOUND =INVALID_GROUP_ID
+            > fetch a group=h
+            a: fetch (none)
+            > describe a groups=h
+            a: describe
+              h Dead type= protocol= members=[]
+            > list a
+            a: list g(consumer)
+            """#
+        )
+    }
 }
