@@ -10,17 +10,29 @@
 // clients' own and are carried opaquely).
 //
 // Main types: `GroupCoordinator` (events in: join, sync, heartbeat, leave, offsetCommit, offsetFetch,
-// describe, list, deleteGroups, tick, load; a `GroupEffects` value out), `GroupEffects` (replies to send now, and record
-// appends whose replies wait until the partition's Raft group commits them), `GroupRecord` (Kafka's own
-// `__consumer_offsets` key/value layout), `GroupCoordinatorConfig`.
+// describe, list, deleteGroups, tick, load; a `GroupEffects` value out), `GroupEffects` (replies to send now,
+// and record appends whose replies wait until the partition's Raft group commits them), `GroupRecord`
+// (Kafka's own `__consumer_offsets` key/value layout), `GroupCoordinatorConfig`. Internally each group is a
+// `Group` whose `GroupState` enum carries the timers that exist only in that state (Group.swift).
 //
 // Hosting (the Broker's part): run one `GroupCoordinator` per `__consumer_offsets` partition this node leads.
 // On becoming leader create it with `loading: true`, feed every record of the partition to `load(_:)`, then
-// call `finishLoading(now:)`; until then every request is answered COORDINATOR_LOAD_IN_PROGRESS. For each event,
-// send `effects.replies` at once; append each `effects.appends[i].records` to the partition as one batch and
-// send its `repliesOnCommit` when the batch is committed (high watermark past it). If that append fails (lost
-// leadership), answer those tokens with NOT_COORDINATOR and drop the coordinator: the new leader replays the log.
-// Call `tick(now:)` periodically (e.g. every 100–500 ms): timers fire only there.
+// call `finishLoading(now:)`; until then every request is answered COORDINATOR_LOAD_IN_PROGRESS. For each
+// event, send `effects.replies` at once; append each `effects.appends[i].records` to the partition as one batch
+// and send its `repliesOnCommit` when the batch is committed (high watermark past it). If that append fails
+// (lost leadership), answer those tokens with NOT_COORDINATOR and drop the coordinator: the new leader replays
+// the log. Call `tick(now:)` periodically (e.g. every 100–500 ms): timers fire only there.
+//
+// After a load, a group with members is Stable with its stored generation, leader, protocol and assignments,
+// and every member's session timer starts afresh (members carry on by heartbeating, or are expired and the
+// group rebalances), as Kafka does after a coordinator failover; a group without members is Empty. A
+// rebalance that was in progress when the old coordinator died is not in the log (only settled generations
+// are): its members get ILLEGAL_GENERATION or UNKNOWN_MEMBER_ID and rejoin.
+//
+// Known simplifications: state changes (offsets, the Stable transition) are applied when the event happens,
+// before the records are committed, so a failed append must drop the coordinator (above); OffsetCommit's
+// `retention_time_ms` is ignored; offsets of partitions a Stable group no longer subscribes to do not expire
+// (that needs the consumer-protocol payload); JoinGroup never answers MEMBER_ID_REQUIRED (optional, §8).
 
 import KafkaProtocol
 import NIOCore
