@@ -104,6 +104,56 @@ final class GroupRecordTests: XCTestCase {
         XCTAssertNil(tombstone.value)
     }
 
+    /// The group metadata layout is Kafka's value version 3, field by field.
+    func testGroupMetadataBytesFollowKafkasLayout() {
+        let member = StoredMember(
+            memberId: "m",
+            groupInstanceId: nil,
+            clientId: "c",
+            clientHost: "h",
+            rebalanceTimeoutMs: 1000,
+            sessionTimeoutMs: 6000,
+            subscription: buffer([1]),
+            assignment: buffer([2])
+        )
+        let metadata = StoredGroupMetadata(
+            protocolType: "consumer",
+            generation: 1,
+            protocolName: "range",
+            leader: "m",
+            currentStateTimestampMs: 0,
+            members: [member]
+        )
+        let record = GroupRecord(.groupMetadata(group: "g", metadata))
+        let expected: [UInt8] =
+            [0, 3]  // value version
+            + [0, 8] + Array("consumer".utf8)  // protocol_type
+            + [0, 0, 0, 1]  // generation
+            + [0, 5] + Array("range".utf8)  // protocol
+            + [0, 1] + Array("m".utf8)  // leader
+            + [0, 0, 0, 0, 0, 0, 0, 0]  // current_state_timestamp
+            + [0, 0, 0, 1]  // members: 1
+            + [0, 1] + Array("m".utf8)  // member_id
+            + [0xFF, 0xFF]  // group_instance_id: null
+            + [0, 1] + Array("c".utf8)  // client_id
+            + [0, 1] + Array("h".utf8)  // client_host
+            + [0, 0, 0x03, 0xE8]  // rebalance_timeout
+            + [0, 0, 0x17, 0x70]  // session_timeout
+            + [0, 0, 0, 1, 1]  // subscription
+            + [0, 0, 0, 1, 2]  // assignment
+        XCTAssertEqual(bytes(record.value), expected)
+    }
+
+    /// A coordinator refuses to finish a load from a log holding a record that is not a group record.
+    func testLoadThrowsOnGarbageAndStaysLoading() {
+        var coordinator = GroupCoordinator(loading: true)
+        let garbage = GroupRecord(key: buffer([0, 7, 1]), value: buffer([1, 2, 3]))
+        XCTAssertThrowsError(try coordinator.load([GroupRecord(Self.samples[0]), garbage])) { error in
+            XCTAssertEqual(error as? GroupRecordError, .unknownKeyVersion(7))
+        }
+        XCTAssertTrue(coordinator.isLoading)
+    }
+
     /// Values written by older Kafka versions (offset v0/v1, group metadata v0) still decode.
     func testOlderValueVersionsDecode() throws {
         let key = GroupRecord(Self.samples[0]).key
