@@ -30,16 +30,20 @@ final class ScenarioTests: XCTestCase {
     func testThreeMembersJoinThenAFourthRebalances() {
         assertScenario(
             #"""
+            # The delay is 3 s, extended by 3 s at a time while members arrive, within the rebalance timeout (10 s).
             > join c1
             > tick 2000
             > join c2
+            # At 3 s c2 has arrived: extended to 6 s.
             > tick 1000
             > join c3
+            # At 6 s c3 has arrived: extended to 9 s; nobody else comes, so the join completes then.
             > tick 3000
             > tick 3000
             c1: join gen=1 protocol=range leader=c1-1 member=c1-1 members=[c1-1,c2-2,c3-3]
             c2: join gen=1 protocol=range leader=c1-1 member=c2-2
             c3: join gen=1 protocol=range leader=c1-1 member=c3-3
+            # Followers are parked until the leader's assignment is committed.
             > sync c2 member=c2-2 gen=1
             > sync c3 member=c3-3 gen=1
             > sync c1 member=c1-1 gen=1 assign=c1-1:p0+p1,c2-2:p2+p3,c3-3:p4+p5
