@@ -20,8 +20,8 @@
 // call `finishLoading(now:)`; until then every request is answered COORDINATOR_LOAD_IN_PROGRESS. For each
 // event, send `effects.replies` at once; append each `effects.appends[i].records` to the partition as one batch
 // and send its `repliesOnCommit` when the batch is committed (high watermark past it). If that append fails
-// (lost leadership), answer those tokens with NOT_COORDINATOR and drop the coordinator: the new leader replays
-// the log. Call `tick(now:)` periodically (e.g. every 100–500 ms): timers fire only there.
+// (lost leadership), send `repliesOnFailure(.notCoordinator)` instead and drop the coordinator: the new leader
+// replays the log. Call `tick(now:)` periodically (e.g. every 100–500 ms): timers fire only there.
 //
 // After a load, a group with members is Stable with its stored generation, leader, protocol and assignments,
 // and every member's session timer starts afresh (members carry on by heartbeating, or are expired and the
@@ -117,6 +117,46 @@ public enum GroupResponse: Equatable, Sendable {
     case list(ListGroupsResponse)
     /// The outcome of `deleteGroups`, one entry per group asked for (DeleteGroups has no wire struct yet).
     case deleteGroups([DeletedGroup])
+}
+
+extension GroupResponse {
+    /// The same API's response carrying `code` everywhere it has an error field: what the host sends for a
+    /// reply whose append failed (NOT_COORDINATOR after a lost leadership).
+    public func failed(with code: ErrorCode) -> GroupResponse {
+        switch self {
+        case .join(let response):
+            return Group.joinError(code, memberId: response.memberId)
+        case .sync:
+            return Group.syncError(code)
+        case .heartbeat:
+            return .heartbeat(HeartbeatResponse(errorCode: code))
+        case .leave:
+            return .leave(LeaveGroupResponse(errorCode: code))
+        case .offsetCommit(var response):
+            for topic in response.topics.indices {
+                for partition in response.topics[topic].partitions.indices {
+                    response.topics[topic].partitions[partition].errorCode = code
+                }
+            }
+            return .offsetCommit(response)
+        case .offsetFetch:
+            return .offsetFetch(OffsetFetchResponse(topics: [], errorCode: code))
+        case .describe(var response):
+            for group in response.groups.indices { response.groups[group].errorCode = code }
+            return .describe(response)
+        case .list:
+            return .list(ListGroupsResponse(errorCode: code, groups: []))
+        case .deleteGroups(let outcomes):
+            return .deleteGroups(outcomes.map { DeletedGroup(groupId: $0.groupId, errorCode: code) })
+        }
+    }
+}
+
+extension GroupAppend {
+    /// The replies to send instead of `repliesOnCommit` when the append fails.
+    public func repliesOnFailure(_ code: ErrorCode) -> [GroupReply] {
+        repliesOnCommit.map { GroupReply(token: $0.token, response: $0.response.failed(with: code)) }
+    }
 }
 
 /// The outcome of deleting one group: NONE, GROUP_ID_NOT_FOUND, NON_EMPTY_GROUP, INVALID_GROUP_ID or

@@ -279,4 +279,37 @@ final class GroupRecordTests: XCTestCase {
         // "polygenelubricants".hashCode() == Int32.min, which Kafka's Utils.abs maps to 0.
         XCTAssertEqual(GroupCoordinator.partition(for: "polygenelubricants", partitionCount: 16), 0)
     }
+
+    /// When an append fails, every reply waiting for it turns into the same API's error response.
+    func testRepliesOnFailureCarryTheError() {
+        var coordinator = GroupCoordinator()
+        let request = OffsetCommitRequest(
+            groupId: "g",
+            generationId: -1,
+            memberId: "",
+            retentionTimeMs: -1,
+            topics: [
+                .init(name: "t", partitions: [.init(partitionIndex: 0, committedOffset: 1, committedMetadata: nil)])
+            ]
+        )
+        let effects = coordinator.offsetCommit(RequestToken(1), request, now: 0)
+        XCTAssertEqual(effects.replies, [])
+        XCTAssertEqual(effects.appends.count, 1)
+        let failed = effects.appends.first?.repliesOnFailure(.notCoordinator) ?? []
+        XCTAssertEqual(failed.map(\.token), [RequestToken(1)])
+        guard case .offsetCommit(let response)? = failed.first?.response else {
+            return XCTFail("expected a commit reply")
+        }
+        XCTAssertEqual(response.topics.first?.partitions.first?.errorCode, .notCoordinator)
+        XCTAssertEqual(
+            GroupResponse.join(
+                JoinGroupResponse(generationId: 1, protocolName: "r", leader: "m", memberId: "m", members: [])
+            )
+            .failed(with: .notCoordinator),
+            .join(
+                JoinGroupResponse(
+                    errorCode: .notCoordinator, generationId: -1, protocolName: "", leader: "",
+                    memberId: "m", members: []))
+        )
+    }
 }
