@@ -277,6 +277,8 @@ public struct GroupCoordinator: Sendable {
         if let instanceId = request.groupInstanceId, group.members[index].instanceId != instanceId {
             return fail(.fencedInstanceId)
         }
+        // Kafka's order: member, then generation, then state.
+        guard request.generationId == group.generation else { return fail(.illegalGeneration) }
         var effects = GroupEffects()
         switch group.state {
         case .empty, .dead:
@@ -284,7 +286,6 @@ public struct GroupCoordinator: Sendable {
         case .preparingRebalance:
             return fail(.rebalanceInProgress)
         case .completingRebalance(let syncDeadline):
-            guard request.generationId == group.generation else { return fail(.illegalGeneration) }
             if let previous = group.members[index].pendingSync {
                 effects.reply(previous, Group.syncError(.rebalanceInProgress))
             }
@@ -310,7 +311,6 @@ public struct GroupCoordinator: Sendable {
                 effects.append(group.id, [group.metadataRecord], then: replies)
             }
         case .stable(let syncDeadline):
-            guard request.generationId == group.generation else { return fail(.illegalGeneration) }
             group.members[index].synced = true
             group.members[index].sessionDeadline = now + Int64(group.members[index].sessionTimeoutMs)
             if syncDeadline != nil && group.members.allSatisfy(\.synced) { group.state = .stable(syncDeadline: nil) }
@@ -333,6 +333,8 @@ public struct GroupCoordinator: Sendable {
         guard var group = groups[request.groupId], let index = group.memberIndex(id: request.memberId) else {
             return answer(.unknownMemberId)
         }
+        // Kafka's order: member, then generation, then state.
+        guard request.generationId == group.generation else { return answer(.illegalGeneration) }
         let code: ErrorCode
         switch group.state {
         case .empty, .dead:
@@ -341,7 +343,7 @@ public struct GroupCoordinator: Sendable {
             code = .rebalanceInProgress
         case .completingRebalance, .stable:
             // Kafka answers NONE in CompletingRebalance too: clients heartbeat while their SyncGroup is parked.
-            code = request.generationId == group.generation ? .none : .illegalGeneration
+            code = .none
         }
         if code == .none || code == .rebalanceInProgress {
             group.members[index].sessionDeadline = now + Int64(group.members[index].sessionTimeoutMs)

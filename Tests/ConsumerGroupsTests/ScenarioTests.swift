@@ -73,6 +73,11 @@ final class ScenarioTests: XCTestCase {
             c3: sync assignment=p3+p4
             > sync c4 member=c4-4 gen=2
             c4: sync assignment=p5
+            # A request from the previous generation is stale.
+            > heartbeat c4 member=c4-4 gen=1
+            c4: heartbeat ILLEGAL_GENERATION
+            > sync c4 member=c4-4 gen=1
+            c4: sync error=ILLEGAL_GENERATION
             > describe c1
             c1: describe
               g Stable type=consumer protocol=range members=[c1-1:p0+p1,c2-2:p2,c3-3:p3+p4,c4-4:p5]
