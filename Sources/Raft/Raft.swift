@@ -750,13 +750,22 @@ public struct RaftNode<Payload: RaftPayload>: Sendable {
     private mutating func handleHeartbeatResponse(from peer: NodeID, _ log: some RaftLogReader<Payload>) {
         guard case .leader = role else { return }
         var state = takeLeaderState()
+        var probing = false
         if var progress = state.progress[peer] {
             progress.recentActive = true
-            if case .probe = progress.mode { progress.mode = .probe(paused: false) }
+            if case .probe = progress.mode {
+                progress.mode = .probe(paused: false)
+                probing = true
+            }
             state.progress[peer] = progress
         }
         role = .leader(state)
-        if let progress = state.progress[peer], progress.match < lastIndex(log) { sendAppends(to: peer, log) }
+        // A follower in probe mode has not confirmed its log position since it was last
+        // heard from (it may have restarted): probe it again, even with nothing new to
+        // send, or a quiet group would leave it without the commit index for good.
+        if let progress = state.progress[peer], probing || progress.match < lastIndex(log) {
+            sendAppends(to: peer, log, allowEmpty: probing)
+        }
     }
 
     /// Moves the commit index to the highest index durable on a majority, if that entry is of this term.

@@ -335,14 +335,11 @@ final class ControllerClusterTests: XCTestCase {
 
     /// A follower that restarts while the cluster is quiet catches up without a new metadata write.
     ///
-    /// Skipped: the Raft core never repeats a lost probe whose `next` is past the leader's last entry once
-    /// `sentCommit == commitIndex` (`sendAppends` returns without sending, and a probe is not retried on ticks),
-    /// so the restarted node stays at high watermark 0 until the next proposal. Seed 104 of the workload without
-    /// re-registration shows it (about 4% of seeds do); a broker re-registers at every start with a new
-    /// incarnation, which writes a record and so hides the bug, as `testRandomCommandsWithCrashesConvergeAndReplay`
-    /// shows.
+    /// Regression test: the Raft core once never repeated a lost probe whose `next` was past the leader's
+    /// last entry (nothing to send, commit already sent), so with seed 104 and no re-registration the
+    /// restarted node stayed at high watermark 0 until the next proposal. A heartbeat answer from a follower
+    /// in probe mode now triggers a fresh (possibly empty) probe.
     func testQuietClusterCatchesUpARestartedFollower() throws {
-        try XCTSkipIf(true, "Raft liveness bug: a lost probe to a restarted follower is not repeated in a quiet group")
         try randomWorkload(seed: 104, reregister: false)
     }
 
