@@ -197,6 +197,8 @@ let package = Package(
                 "KafkaProtocol",
                 "Records",
                 "LogStorage",
+                "Raft",
+                "Replication",
                 "keel",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),

@@ -1,0 +1,462 @@
+// ReplicaHost: the shell that runs many `ReplicaEngine`s (one per partition replica of this node) on the event
+// loops, as Replication's overview asks: every engine is confined to one loop and runs to completion there.
+//
+// What it owns: the engines (GroupID → engine), each pinned to the loop its group id hashes to; one repeating
+// tick timer per loop that ticks every engine of that loop and then sends one coalesced heartbeat frame per
+// peer (`HeartbeatCoalescer`); inbound routing from `PeerNetwork` (coalesced heartbeats split, every message
+// hopped once onto its engine's loop); the flush closure (the fsyncs of a `FlushPlan` on the blocking pool, then
+// `completeFlush` back on the loop); adding and removing groups; clean shutdown.
+//
+// What it must never do: block an event loop (fsyncs run on the `NIOThreadPool`), touch an engine off its
+// loop, or close a log while a flush of it is in flight (a removed engine closes when its last flush ends).
+//
+// Main types: `ReplicaHost`, `ReplicaHostConfig`, `ReplicaStatus`, `CommitPromise`.
+
+import Broker
+import LogStorage
+import Logging
+import NIOCore
+import NIOPosix
+import Raft
+import Records
+import Replication
+import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// The token a hosted engine's commit waiters carry: the promise of an acks=all produce.
+public typealias CommitPromise = EventLoopPromise<Proposal>
+
+/// How the host drives its engines. Limits carry their unit in their names.
+public struct ReplicaHostConfig: Sendable {
+    /// This node.
+    public var nodeID: NodeID
+    /// Time between two ticks of every engine, in milliseconds (Raft timeouts count ticks).
+    public var tickIntervalMs: Int64
+    /// Election timeout range and heartbeat interval, in ticks, for every group.
+    public var electionTimeoutTicksMin: Int
+    /// Upper bound (exclusive) of the randomized election timeout, in ticks.
+    public var electionTimeoutTicksMax: Int
+    /// Ticks between two heartbeats of a leader.
+    public var heartbeatIntervalTicks: Int
+    /// Seeds the engines' election timeouts (mixed with the node id and the group).
+    public var seed: UInt64
+
+    /// Keel's defaults: a 50 ms tick, elections after 10–20 ticks (0.5–1 s), heartbeats every 2 ticks.
+    public init(
+        nodeID: NodeID, tickIntervalMs: Int64 = 50, electionTimeoutTicksMin: Int = 10,
+        electionTimeoutTicksMax: Int = 20, heartbeatIntervalTicks: Int = 2,
+        seed: UInt64 = UInt64.random(in: 0...UInt64.max)
+    ) {
+        self.nodeID = nodeID
+        self.tickIntervalMs = tickIntervalMs
+        self.electionTimeoutTicksMin = electionTimeoutTicksMin
+        self.electionTimeoutTicksMax = electionTimeoutTicksMax
+        self.heartbeatIntervalTicks = heartbeatIntervalTicks
+        self.seed = seed
+    }
+
+    /// Checks the configuration at start-up.
+    public func validate() throws(PeerConfigError) {
+        guard tickIntervalMs > 0 else { throw .invalid("tickIntervalMs must be positive") }
+        guard heartbeatIntervalTicks > 0, electionTimeoutTicksMin > heartbeatIntervalTicks,
+            electionTimeoutTicksMax > electionTimeoutTicksMin
+        else { throw .invalid("ticks must satisfy 0 < heartbeat < election min < election max") }
+    }
+}
+
+/// Why the host refused a call.
+public enum ReplicaHostError: Error, Equatable, Sendable, CustomStringConvertible {
+    /// No engine for this group on this node.
+    case unknownGroup(GroupID)
+    /// The group is hosted already.
+    case groupExists(GroupID)
+    /// The host is shutting down (or not started).
+    case notRunning
+    /// The engine could not open its log.
+    case openFailed(GroupID, String)
+
+    /// One line.
+    public var description: String {
+        switch self {
+        case .unknownGroup(let group): return "no replica of \(group) on this node"
+        case .groupExists(let group): return "a replica of \(group) is hosted already"
+        case .notRunning: return "the replica host is not running"
+        case .openFailed(let group, let why): return "cannot open the replica of \(group): \(why)"
+        }
+    }
+}
+
+/// A snapshot of one hosted replica, for status pages and tests.
+public struct ReplicaStatus: Equatable, Sendable {
+    /// The replica's Raft role.
+    public var isLeader: Bool
+    /// The leader it knows of.
+    public var leader: NodeID?
+    /// Its current term.
+    public var term: Term
+    /// One past the last committed offset.
+    public var highWatermark: Offset
+    /// One past the last offset in its log.
+    public var logEndOffset: Offset
+    /// True while appends wait for an fsync.
+    public var waitingForFlush: Bool
+    /// Why the engine stopped (a disk failure), if it did.
+    public var failure: String?
+}
+
+/// Many partition replicas of one node over one `PeerNetwork`. Thread-safe; every engine call hops to the
+/// engine's event loop.
+public final class ReplicaHost: Sendable {
+    /// The configuration.
+    public let config: ReplicaHostConfig
+    /// The cluster links.
+    public let network: PeerNetwork
+    let shards: [Shard]
+    let pool: NIOThreadPool
+    let io: any FileIO & Sendable
+    let clock: any BrokerClock
+    let logger: Logger
+    let limiter = LogRateLimiter(intervalMs: 5_000)
+    let running = Mutex<Bool>(false)
+
+    /// The engines of one event loop, their heartbeat coalescer and tick timer (touched only on that loop).
+    final class Shard: Sendable {
+        let loop: any EventLoop
+        let state: NIOLoopBoundBox<ShardState>
+
+        init(loop: any EventLoop, network: PeerNetwork) {
+            self.loop = loop
+            // Built here, off the loop, and handed over whole: nothing else holds it.
+            self.state = NIOLoopBoundBox.makeBoxSendingValue(ShardState(network: network), eventLoop: loop)
+        }
+    }
+
+    /// An engine and what its shell tracks for it; the flush closure keeps the slot, not the engine, so that a
+    /// flush of a removed group never reaches a newer engine of the same group.
+    final class Slot {
+        var engine: ReplicaEngine<CommitPromise>?
+        var flushInFlight = false
+        var closing: EventLoopPromise<Void>?
+        /// Promises of acks=all produces not answered yet, failed if the engine closes first.
+        var waiting: [ObjectIdentifier: CommitPromise] = [:]
+    }
+
+    final class ShardState {
+        var slots: [GroupID: Slot] = [:]
+        let transport: ShardTransport
+        var timer: RepeatedTask?
+
+        init(network: PeerNetwork) { transport = ShardTransport(network: network) }
+    }
+
+    /// A shard's `RaftTransport`: heartbeats wait in its coalescer for the end of the tick, anything else leaves
+    /// at once (the network still batches the writes of one loop turn).
+    final class ShardTransport: RaftTransport {
+        let network: PeerNetwork
+        var coalescer = HeartbeatCoalescer()
+
+        init(network: PeerNetwork) { self.network = network }
+
+        func send(_ message: ReplicationMessage) {
+            guard let frame = coalescer.route(message) else { return }
+            network.send(frame, to: message.message.to)
+        }
+
+        func flushHeartbeats() {
+            for frame in coalescer.flush() {
+                if case .heartbeats(let beats) = frame { network.send(frame, to: beats.to) }
+            }
+        }
+    }
+
+    /// A host whose engines run on `group`'s event loops, fsync on `pool` (started by the caller) through `io`,
+    /// and talk over `network`.
+    public init(
+        config: ReplicaHostConfig, network: PeerNetwork, group: MultiThreadedEventLoopGroup, pool: NIOThreadPool,
+        io: any FileIO & Sendable, clock: any BrokerClock, logger: Logger
+    ) {
+        self.config = config
+        self.network = network
+        self.pool = pool
+        self.io = io
+        self.clock = clock
+        self.logger = logger
+        self.shards = group.makeIterator().map { Shard(loop: $0, network: network) }
+        precondition(!shards.isEmpty, "an event loop group has at least one loop")
+    }
+
+    /// Starts the tick timers, then the network (whose inbound frames go to the engines).
+    public func start() async throws {
+        try config.validate()
+        running.withLock { $0 = true }
+        let interval = TimeAmount.milliseconds(config.tickIntervalMs)
+        for shard in shards {
+            try await shard.loop.submit {
+                let state = shard.state.value
+                state.timer = shard.loop.scheduleRepeatedTask(initialDelay: interval, delay: interval) { _ in
+                    self.tick(shard)
+                }
+            }.get()
+        }
+        try await network.start { [self] frame, peer in deliver(frame, from: peer) }
+    }
+
+    /// Stops ticking, closes every engine (after its flush in flight), then closes the cluster links.
+    public func shutdown() async {
+        running.withLock { $0 = false }
+        var closes: [EventLoopFuture<Void>] = []
+        for shard in shards {
+            let closed = shard.loop.flatSubmit { () -> EventLoopFuture<Void> in
+                let state = shard.state.value
+                state.timer?.cancel()
+                state.timer = nil
+                let slots = state.slots
+                state.slots = [:]
+                let futures = slots.map { self.close($0.value, group: $0.key, on: shard) }
+                return EventLoopFuture.andAllComplete(futures, on: shard.loop)
+            }
+            closes.append(closed)
+        }
+        for closed in closes { try? await closed.get() }
+        await network.shutdown()
+    }
+
+    // MARK: Groups
+
+    /// The event loop that group's engine lives on: a stable hash of the group id (FNV-1a), so that the same
+    /// group lands on the same loop on every run.
+    public func loop(for group: GroupID) -> any EventLoop { shard(for: group).loop }
+
+    func shard(for group: GroupID) -> Shard {
+        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+        for byte in group.topic.utf8 {
+            hash = (hash ^ UInt64(byte)) &* 0x100_0000_01b3
+        }
+        for shift in stride(from: 0, to: 32, by: 8) {
+            hash = (hash ^ UInt64(UInt32(bitPattern: group.partition) >> UInt32(shift) & 0xff)) &* 0x100_0000_01b3
+        }
+        return shards[Int(hash % UInt64(shards.count))]
+    }
+
+    /// Opens (or creates) this node's replica of `group` in `directory`, with `voters` (this node among them).
+    /// Called when a topic is created, and at start for every assigned partition.
+    public func addGroup(
+        _ group: GroupID, voters: [NodeID], directory: String, logConfig: LogConfig
+    ) -> EventLoopFuture<Void> {
+        let shard = shard(for: group)
+        guard running.withLock({ $0 }) else { return shard.loop.makeFailedFuture(ReplicaHostError.notRunning) }
+        return shard.loop.submit { () throws -> Void in
+            let state = shard.state.value
+            guard state.slots[group] == nil else { throw ReplicaHostError.groupExists(group) }
+            let slot = Slot()
+            let boundSlot = NIOLoopBound(slot, eventLoop: shard.loop)
+            let configuration = RaftConfiguration(
+                id: self.config.nodeID, voters: voters, electionTimeoutTicksMin: self.config.electionTimeoutTicksMin,
+                electionTimeoutTicksMax: self.config.electionTimeoutTicksMax,
+                heartbeatIntervalTicks: self.config.heartbeatIntervalTicks)
+            let seed = self.config.seed ^ (self.config.nodeID.value &* 0x9E37_79B9_7F4A_7C15)
+                ^ UInt64(UInt32(bitPattern: group.partition)) ^ UInt64(truncatingIfNeeded: group.topic.hashValue)
+            let engine: ReplicaEngine<CommitPromise>
+            do throws(ReplicaError) {
+                engine = try ReplicaEngine(
+                    group: group, configuration: configuration, directory: directory, logConfig: logConfig,
+                    io: self.io, transport: state.transport,
+                    flush: { request in self.runFlush(request, slot: boundSlot.value, group: group, on: shard) },
+                    seed: seed, now: self.clock.now())
+            } catch {
+                throw ReplicaHostError.openFailed(group, "\(error)")
+            }
+            engine.onCommitOutcomes = { outcomes in
+                let slot = boundSlot.value
+                for outcome in outcomes {
+                    slot.waiting.removeValue(forKey: ObjectIdentifier(outcome.token.futureResult))
+                    outcome.token.completeWith(outcome.result.mapError { $0 as any Error })
+                }
+            }
+            slot.engine = engine
+            state.slots[group] = slot
+        }
+    }
+
+    /// Closes this node's replica of `group` (the topic was deleted): no more ticks or messages reach it, and
+    /// its log closes once its flush in flight has ended. Leaves the directory to the caller.
+    public func removeGroup(_ group: GroupID) -> EventLoopFuture<Void> {
+        let shard = shard(for: group)
+        return shard.loop.flatSubmit {
+            guard let slot = shard.state.value.slots.removeValue(forKey: group) else {
+                return shard.loop.makeFailedFuture(ReplicaHostError.unknownGroup(group))
+            }
+            return self.close(slot, group: group, on: shard)
+        }
+    }
+
+    /// The groups hosted now.
+    public func groups() async -> [GroupID] {
+        var all: [GroupID] = []
+        for shard in shards {
+            if let keys = try? await shard.loop.submit({ Array(shard.state.value.slots.keys) }).get() {
+                all += keys
+            }
+        }
+        return all.sorted()
+    }
+
+    /// Runs `body` with the group's engine, on its event loop (reads, hooks such as `onHighWatermark`, tests).
+    public func withEngine<Value: Sendable>(
+        _ group: GroupID, _ body: @escaping @Sendable (ReplicaEngine<CommitPromise>) throws -> Value
+    ) -> EventLoopFuture<Value> {
+        let shard = shard(for: group)
+        return shard.loop.submit {
+            guard let engine = shard.state.value.slots[group]?.engine else { throw ReplicaHostError.unknownGroup(group) }
+            return try body(engine)
+        }
+    }
+
+    /// The replica's role, term and offsets.
+    public func status(of group: GroupID) -> EventLoopFuture<ReplicaStatus> {
+        withEngine(group) { engine in
+            ReplicaStatus(
+                isLeader: engine.isLeader, leader: engine.leader, term: engine.term,
+                highWatermark: engine.highWatermark, logEndOffset: engine.log.logEndOffset,
+                waitingForFlush: engine.waitingForFlush, failure: engine.failure)
+        }
+    }
+
+    /// Appends a producer's batches on the leader; the future succeeds once they are in the leader's log
+    /// (acks=1) or, with `waitForCommit`, once Raft has committed them (acks=all). Fails with `ReplicaError`
+    /// (`.notLeader` on a follower) or `ReplicaHostError`.
+    public func propose(
+        _ batches: ByteBuffer, to group: GroupID, waitForCommit: Bool
+    ) -> EventLoopFuture<Proposal> {
+        let shard = shard(for: group)
+        let clock = self.clock
+        return shard.loop.flatSubmit {
+            guard let engine = shard.state.value.slots[group]?.engine else {
+                return shard.loop.makeFailedFuture(ReplicaHostError.unknownGroup(group))
+            }
+            let proposal: Proposal
+            do throws(ReplicaError) {
+                proposal = try engine.propose(batches, now: clock.now())
+            } catch {
+                return shard.loop.makeFailedFuture(error)
+            }
+            guard waitForCommit else { return shard.loop.makeSucceededFuture(proposal) }
+            let promise = shard.loop.makePromise(of: Proposal.self)
+            if let slot = shard.state.value.slots[group] {
+                slot.waiting[ObjectIdentifier(promise.futureResult)] = promise
+            }
+            engine.awaitCommit(proposal, token: promise)
+            return promise.futureResult
+        }
+    }
+
+    /// Starts an election for `group` on this node now (tests; an operator's preferred-leader election).
+    public func campaign(_ group: GroupID) -> EventLoopFuture<Void> {
+        withEngine(group) { $0.campaign() }
+    }
+
+    // MARK: Driving the engines
+
+    /// One tick of a loop: every engine ticks (in group order), then one heartbeat frame leaves per peer.
+    func tick(_ shard: Shard) {
+        let state = shard.state.value
+        let now = clock.now()
+        for group in state.slots.keys.sorted() { state.slots[group]?.engine?.tick(now: now) }
+        state.transport.flushHeartbeats()
+    }
+
+    /// Routes a peer's frame to the engines: one hop per loop that hosts a group named in it.
+    func deliver(_ frame: PeerFrame, from peer: NodeID) {
+        switch frame {
+        case .message(let envelope):
+            let shard = shard(for: envelope.group)
+            shard.loop.execute { self.receive([envelope], on: shard, from: peer) }
+        case .heartbeats(let beats):
+            var byShard: [ObjectIdentifier: (Shard, [ReplicationMessage])] = [:]
+            for envelope in beats.split() {
+                let shard = shard(for: envelope.group)
+                byShard[ObjectIdentifier(shard), default: (shard, [])].1.append(envelope)
+            }
+            for (shard, envelopes) in byShard.values {
+                shard.loop.execute { self.receive(envelopes, on: shard, from: peer) }
+            }
+        }
+    }
+
+    func receive(_ envelopes: [ReplicationMessage], on shard: Shard, from peer: NodeID) {
+        let state = shard.state.value
+        let now = clock.now()
+        for envelope in envelopes {
+            guard let engine = state.slots[envelope.group]?.engine else {
+                // The group may be created here a moment later (the controller's record not applied yet).
+                if limiter.allow("unknown \(envelope.group)") {
+                    logger.info("dropping messages from node \(peer) for \(envelope.group): no replica here (yet)")
+                }
+                continue
+            }
+            engine.receive(envelope.message, now: now)
+        }
+    }
+
+    /// The engine's flush closure: fsyncs on the blocking pool, `completeFlush` back on the loop.
+    func runFlush(_ request: FlushRequest, slot: Slot, group: GroupID, on shard: Shard) {
+        slot.flushInFlight = true
+        let io = self.io
+        let boundSlot = NIOLoopBound(slot, eventLoop: shard.loop)
+        pool.runIfActive(eventLoop: shard.loop) { () -> FileIOError? in
+            do throws(FileIOError) {
+                try request.plan.execute(io: io)
+                return nil
+            } catch {
+                return error
+            }
+        }.whenComplete { result in
+            let slot = boundSlot.value
+            slot.flushInFlight = false
+            let error: FileIOError?
+            switch result {
+            case .success(let failure): error = failure
+            case .failure:
+                // The pool is stopping: the fsync never ran, so nothing it covered may count as durable.
+                error = FileIOError(operation: .sync, path: request.plan.directory ?? "\(group)", errno: ECANCELED)
+            }
+            if let error { self.logger.error("flush of \(group) failed: \(error)") }
+            slot.engine?.completeFlush(request, error: error)
+            self.finishCloseIfIdle(slot, group: group)
+        }
+    }
+
+    /// Closes a slot's engine now, or after its flush in flight.
+    func close(_ slot: Slot, group: GroupID, on shard: Shard) -> EventLoopFuture<Void> {
+        if let closing = slot.closing { return closing.futureResult }
+        let promise = shard.loop.makePromise(of: Void.self)
+        slot.closing = promise
+        finishCloseIfIdle(slot, group: group)
+        return promise.futureResult
+    }
+
+    func finishCloseIfIdle(_ slot: Slot, group: GroupID) {
+        guard let promise = slot.closing, !slot.flushInFlight else { return }
+        slot.closing = nil
+        guard let engine = slot.engine else {
+            promise.succeed()
+            return
+        }
+        slot.engine = nil
+        let waiting = slot.waiting.values
+        slot.waiting = [:]
+        for promise in waiting { promise.fail(ReplicaHostError.notRunning) }
+        do throws(LogError) {
+            try engine.close()
+            promise.succeed()
+        } catch {
+            logger.error("closing the replica of \(group): \(error)")
+            promise.fail(error)
+        }
+    }
+}
