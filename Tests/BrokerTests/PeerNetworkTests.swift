@@ -84,7 +84,9 @@ func freePorts(_ count: Int) throws -> [Int] {
         address.sin_addr.s_addr = inet_addr("127.0.0.1")
         address.sin_port = 0
         let bound = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+            }
         }
         guard bound == 0 else { throw TestFailure("bind: errno \(errno)") }
         var length = socklen_t(MemoryLayout<sockaddr_in>.size)
@@ -268,6 +270,30 @@ final class PeerNetworkTests: XCTestCase {
                 }
                 XCTAssertTrue(values.contains("\(group)/c/0"))
             }
+        } catch {
+            await cluster.stopAll()
+            throw error
+        }
+        await cluster.stopAll()
+    }
+
+    /// A node about to stop hands its leaderships to the other voters, which go on committing without an election
+    /// timeout.
+    func testLeadershipsAreHandedAwayBeforeAShutdown() async throws {
+        let cluster = try PeerTestCluster(groups: Array(groups.prefix(2)))
+        do {
+            for id in cluster.ids { try await cluster.start(id) }
+            let leaving = try await cluster.waitForLeader(of: groups[0])
+            guard let node = cluster.nodes[leaving] else { throw TestFailure("node \(leaving) is not running") }
+            _ = try await cluster.produceCommitted(groups[0], "before")
+            let stillLed = await node.host.transferLeadershipsAway(timeoutMs: 5000)
+            XCTAssertEqual(stillLed, [])
+            for group in groups.prefix(2) {
+                let leader = try await cluster.waitForLeader(of: group)
+                XCTAssertNotEqual(leader, leaving)
+            }
+            await cluster.stop(leaving)
+            _ = try await cluster.produceCommitted(groups[0], "after")
         } catch {
             await cluster.stopAll()
             throw error

@@ -234,10 +234,12 @@ public final class PeerNetwork: Sendable {
     public func start(inbound: @escaping @Sendable (PeerFrame, NodeID) -> Void) async throws {
         try config.validate()
         state.withLock { $0.inbound = inbound }
+        let waterMark = self.waterMark
         let listener = try await ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 64)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+            .childChannelOption(.writeBufferWaterMark, value: waterMark)
             .childChannelInitializer { [self] channel in
                 channel.eventLoop.makeCompletedFuture {
                     try self.install(on: channel, role: .acceptor)
@@ -275,7 +277,9 @@ public final class PeerNetwork: Sendable {
         let queueMax = config.peerQueueBytesMax
         let drainOn: (any Channel)? = link.state.withLock { state in
             guard let channel = state.channel else { return nil }
-            guard state.pendingBytes + bytes.readableBytes <= queueMax else {
+            // `isWritable` is thread-safe: false once the socket's unsent bytes pass the high water mark (a
+            // stalled peer); dropping is then better than growing without bound.
+            guard channel.isWritable, state.pendingBytes + bytes.readableBytes <= queueMax else {
                 state.droppedFrames += 1
                 return nil
             }
@@ -324,11 +328,23 @@ public final class PeerNetwork: Sendable {
 
     var isStopped: Bool { state.withLock { $0.stopped } }
 
+    /// Unsent bytes in a socket before it stops accepting frames: the peer queue's limit.
+    var waterMark: ChannelOptions.Types.WriteBufferWaterMark {
+        .init(low: config.peerQueueBytesMax / 2, high: config.peerQueueBytesMax)
+    }
+
+    /// Frames dropped for `peer` because its link was full (for metrics and tests).
+    public func droppedFrameCount(to peer: NodeID) -> Int {
+        links[peer]?.state.withLock { $0.droppedFrames } ?? 0
+    }
+
     func dial(_ link: PeerLink) {
         guard !isStopped, !link.state.withLock({ $0.stopped }) else { return }
         let address = link.address
+        let waterMark = self.waterMark
         let future = ClientBootstrap(group: group)
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            .channelOption(.writeBufferWaterMark, value: waterMark)
             .connectTimeout(.milliseconds(config.connectTimeoutMsMax))
             .channelInitializer { [self] channel in
                 channel.eventLoop.makeCompletedFuture { try self.install(on: channel, role: .dialer(link)) }

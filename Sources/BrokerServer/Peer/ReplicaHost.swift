@@ -140,6 +140,8 @@ public final class ReplicaHost: Sendable {
     /// flush of a removed group never reaches a newer engine of the same group.
     final class Slot {
         var engine: ReplicaEngine<CommitPromise>?
+        /// The group's voters, this node included.
+        var voters: [NodeID] = []
         var flushInFlight = false
         var closing: EventLoopPromise<Void>?
         /// Promises of acks=all produces not answered yet, failed if the engine closes first.
@@ -190,7 +192,8 @@ public final class ReplicaHost: Sendable {
         precondition(!shards.isEmpty, "an event loop group has at least one loop")
     }
 
-    /// Starts the tick timers, then the network (whose inbound frames go to the engines).
+    /// Starts the tick timers, then the network (whose inbound frames go to the engines). If the network cannot
+    /// start (the cluster port is taken), everything is stopped again and the error rethrown.
     public func start() async throws {
         try config.validate()
         running.withLock { $0 = true }
@@ -203,7 +206,12 @@ public final class ReplicaHost: Sendable {
                 }
             }.get()
         }
-        try await network.start { [self] frame, peer in deliver(frame, from: peer) }
+        do {
+            try await network.start { [self] frame, peer in deliver(frame, from: peer) }
+        } catch {
+            await shutdown()
+            throw error
+        }
     }
 
     /// Stops ticking, closes every engine (after its flush in flight), then closes the cluster links.
@@ -233,14 +241,21 @@ public final class ReplicaHost: Sendable {
     public func loop(for group: GroupID) -> any EventLoop { shard(for: group).loop }
 
     func shard(for group: GroupID) -> Shard {
+        shards[Int(Self.stableHash(group) % UInt64(shards.count))]
+    }
+
+    /// FNV-1a over the topic's UTF-8 and the partition's four bytes: the same on every run and every node
+    /// (Swift's `hashValue` is seeded per process).
+    static func stableHash(_ group: GroupID) -> UInt64 {
         var hash: UInt64 = 0xcbf2_9ce4_8422_2325
         for byte in group.topic.utf8 {
             hash = (hash ^ UInt64(byte)) &* 0x100_0000_01b3
         }
-        for shift in stride(from: 0, to: 32, by: 8) {
-            hash = (hash ^ UInt64(UInt32(bitPattern: group.partition) >> UInt32(shift) & 0xff)) &* 0x100_0000_01b3
+        let partition = UInt32(bitPattern: group.partition)
+        for shift in stride(from: UInt32(0), to: 32, by: 8) {
+            hash = (hash ^ UInt64(partition >> shift & 0xff)) &* 0x100_0000_01b3
         }
-        return shards[Int(hash % UInt64(shards.count))]
+        return hash
     }
 
     /// Opens (or creates) this node's replica of `group` in `directory`, with `voters` (this node among them).
@@ -259,8 +274,7 @@ public final class ReplicaHost: Sendable {
                 id: self.config.nodeID, voters: voters, electionTimeoutTicksMin: self.config.electionTimeoutTicksMin,
                 electionTimeoutTicksMax: self.config.electionTimeoutTicksMax,
                 heartbeatIntervalTicks: self.config.heartbeatIntervalTicks)
-            let seed = self.config.seed ^ (self.config.nodeID.value &* 0x9E37_79B9_7F4A_7C15)
-                ^ UInt64(UInt32(bitPattern: group.partition)) ^ UInt64(truncatingIfNeeded: group.topic.hashValue)
+            let seed = self.config.seed ^ (self.config.nodeID.value &* 0x9E37_79B9_7F4A_7C15) ^ Self.stableHash(group)
             let engine: ReplicaEngine<CommitPromise>
             do throws(ReplicaError) {
                 engine = try ReplicaEngine(
@@ -279,6 +293,7 @@ public final class ReplicaHost: Sendable {
                 }
             }
             slot.engine = engine
+            slot.voters = voters
             state.slots[group] = slot
         }
     }
@@ -312,7 +327,9 @@ public final class ReplicaHost: Sendable {
     ) -> EventLoopFuture<Value> {
         let shard = shard(for: group)
         return shard.loop.submit {
-            guard let engine = shard.state.value.slots[group]?.engine else { throw ReplicaHostError.unknownGroup(group) }
+            guard let engine = shard.state.value.slots[group]?.engine else {
+                throw ReplicaHostError.unknownGroup(group)
+            }
             return try body(engine)
         }
     }
@@ -360,6 +377,52 @@ public final class ReplicaHost: Sendable {
         withEngine(group) { $0.campaign() }
     }
 
+    /// Hands every leadership of this node to another voter of the group that this node is linked to (before a
+    /// graceful shutdown, so that producers see a short NOT_LEADER_OR_FOLLOWER rather than an election timeout),
+    /// spreading them over the peers, and waits until it leads nothing or `timeoutMs` has passed. Returns the
+    /// groups it still leads.
+    public func transferLeadershipsAway(timeoutMs: Int64 = 2000) async -> [GroupID] {
+        let deadline = NIODeadline.now() + .milliseconds(timeoutMs)
+        let retryEvery = max(1, config.electionTimeoutTicksMin)
+        var polls = 0
+        var led = await ledGroups()
+        while !led.isEmpty, NIODeadline.now() < deadline {
+            if polls % retryEvery == 0 {
+                // A transfer that has not finished within an election timeout is abandoned by Raft: ask again.
+                for (k, entry) in led.enumerated() {
+                    let targets = entry.voters.filter { $0 != config.nodeID && network.isConnected(to: $0) }
+                    guard !targets.isEmpty else { continue }
+                    let target = targets[(k + polls / retryEvery) % targets.count]
+                    _ = try? await withEngine(entry.group) { engine in try engine.transferLeadership(to: target) }
+                        .get()
+                }
+            }
+            try? await Task.sleep(nanoseconds: UInt64(config.tickIntervalMs) * 1_000_000)
+            polls += 1
+            led = await ledGroups()
+        }
+        return led.map(\.group)
+    }
+
+    /// The groups this node leads now, with their voters, in group order.
+    func ledGroups() async -> [(group: GroupID, voters: [NodeID])] {
+        var led: [(group: GroupID, voters: [NodeID])] = []
+        for shard in shards {
+            let found = try? await shard.loop.submit { () -> [GroupVoters] in
+                shard.state.value.slots.compactMap { group, slot in
+                    slot.engine?.isLeader == true ? GroupVoters(group: group, voters: slot.voters) : nil
+                }
+            }.get()
+            led += (found ?? []).map { ($0.group, $0.voters) }
+        }
+        return led.sorted { $0.group < $1.group }
+    }
+
+    struct GroupVoters: Sendable {
+        var group: GroupID
+        var voters: [NodeID]
+    }
+
     // MARK: Driving the engines
 
     /// One tick of a loop: every engine ticks (in group order), then one heartbeat frame leaves per peer.
@@ -375,7 +438,11 @@ public final class ReplicaHost: Sendable {
         switch frame {
         case .message(let envelope):
             let shard = shard(for: envelope.group)
-            shard.loop.execute { self.receive([envelope], on: shard, from: peer) }
+            if shard.loop.inEventLoop {
+                receive([envelope], on: shard, from: peer)
+            } else {
+                shard.loop.execute { self.receive([envelope], on: shard, from: peer) }
+            }
         case .heartbeats(let beats):
             var byShard: [ObjectIdentifier: (Shard, [ReplicationMessage])] = [:]
             for envelope in beats.split() {
@@ -383,7 +450,11 @@ public final class ReplicaHost: Sendable {
                 byShard[ObjectIdentifier(shard), default: (shard, [])].1.append(envelope)
             }
             for (shard, envelopes) in byShard.values {
-                shard.loop.execute { self.receive(envelopes, on: shard, from: peer) }
+                if shard.loop.inEventLoop {
+                    receive(envelopes, on: shard, from: peer)
+                } else {
+                    shard.loop.execute { self.receive(envelopes, on: shard, from: peer) }
+                }
             }
         }
     }
