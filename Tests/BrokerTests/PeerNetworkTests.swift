@@ -301,6 +301,50 @@ final class PeerNetworkTests: XCTestCase {
         await cluster.stopAll()
     }
 
+    /// Groups come and go while the nodes run: a group added everywhere elects and commits, and a removed group
+    /// (closed even with a flush in flight) is gone while the other groups carry on.
+    func testGroupsAreAddedAndRemovedWhileRunning() async throws {
+        let kept = groups[0]
+        let added = GroupID(topic: "added", partition: 3)
+        let cluster = try PeerTestCluster(groups: [kept])
+        do {
+            for id in cluster.ids { try await cluster.start(id) }
+            _ = try await cluster.produceCommitted(kept, "kept")
+            for node in cluster.nodes.values {
+                try await node.host.addGroup(
+                    added, voters: cluster.ids, directory: node.directory + "/\(added)", logConfig: LogConfig()
+                ).get()
+            }
+            _ = try await cluster.produceCommitted(added, "added")
+            _ = try await cluster.converged(added)
+
+            // Appends without waiting, then removal at once: the engine closes after its flush.
+            let leader = try await cluster.waitForLeader(of: added)
+            for k in 0..<5 {
+                let host = cluster.nodes[leader]?.host
+                _ = try? await host?.propose(try peerBatch("late\(k)"), to: added, waitForCommit: false).get()
+            }
+            for node in cluster.nodes.values {
+                try await withDeadline(seconds: 5, node.host.removeGroup(added))
+                let hosted = await node.host.groups()
+                XCTAssertEqual(hosted, [kept])
+                do {
+                    _ = try await node.host.status(of: added).get()
+                    XCTFail("status of a removed group")
+                } catch {
+                    XCTAssertEqual(error as? ReplicaHostError, .unknownGroup(added))
+                }
+            }
+            _ = try await cluster.produceCommitted(kept, "still")
+            let values = try peerValues(try await cluster.converged(kept))
+            XCTAssertEqual(values, ["kept/0", "kept/1", "still/0", "still/1"])
+        } catch {
+            await cluster.stopAll()
+            throw error
+        }
+        await cluster.stopAll()
+    }
+
     /// Garbage, a stranger's hello and an oversized frame on a node's cluster port each close only that connection;
     /// the node keeps committing.
     func testGarbageOnTheClusterPortClosesOnlyThatConnection() async throws {

@@ -152,6 +152,8 @@ public final class ReplicaHost: Sendable {
         var slots: [GroupID: Slot] = [:]
         let transport: ShardTransport
         var timer: RepeatedTask?
+        /// Set by `shutdown`: no group may be added any more.
+        var stopped = false
 
         init(network: PeerNetwork) { transport = ShardTransport(network: network) }
     }
@@ -197,6 +199,7 @@ public final class ReplicaHost: Sendable {
     public func start() async throws {
         try config.validate()
         running.withLock { $0 = true }
+        logger.info("replica host of node \(config.nodeID): seed \(config.seed), tick \(config.tickIntervalMs) ms")
         let interval = TimeAmount.milliseconds(config.tickIntervalMs)
         for shard in shards {
             try await shard.loop.submit {
@@ -221,6 +224,7 @@ public final class ReplicaHost: Sendable {
         for shard in shards {
             let closed = shard.loop.flatSubmit { () -> EventLoopFuture<Void> in
                 let state = shard.state.value
+                state.stopped = true
                 state.timer?.cancel()
                 state.timer = nil
                 let slots = state.slots
@@ -267,6 +271,7 @@ public final class ReplicaHost: Sendable {
         guard running.withLock({ $0 }) else { return shard.loop.makeFailedFuture(ReplicaHostError.notRunning) }
         return shard.loop.submit { () throws -> Void in
             let state = shard.state.value
+            guard !state.stopped else { throw ReplicaHostError.notRunning }
             guard state.slots[group] == nil else { throw ReplicaHostError.groupExists(group) }
             let slot = Slot()
             let boundSlot = NIOLoopBound(slot, eventLoop: shard.loop)
@@ -465,7 +470,7 @@ public final class ReplicaHost: Sendable {
         for envelope in envelopes {
             guard let engine = state.slots[envelope.group]?.engine else {
                 // The group may be created here a moment later (the controller's record not applied yet).
-                if limiter.allow("unknown \(envelope.group)") {
+                if !state.stopped, limiter.allow("unknown \(envelope.group)") {
                     logger.info("dropping messages from node \(peer) for \(envelope.group): no replica here (yet)")
                 }
                 continue
