@@ -125,8 +125,8 @@ final class PeerTestCluster {
         self.groups = groups
     }
 
-    func start(_ id: NodeID) async throws {
-        let node = PeerTestNode(id: id, voters: voters, directory: root + "/node-\(id)")
+    func start(_ id: NodeID, clusterID: String = "test-cluster") async throws {
+        let node = PeerTestNode(id: id, voters: voters, directory: root + "/node-\(id)", clusterID: clusterID)
         nodes[id] = node
         try await node.start(groups: groups, voters: ids)
     }
@@ -338,6 +338,30 @@ final class PeerNetworkTests: XCTestCase {
             _ = try await cluster.produceCommitted(kept, "still")
             let values = try peerValues(try await cluster.converged(kept))
             XCTAssertEqual(values, ["kept/0", "kept/1", "still/0", "still/1"])
+        } catch {
+            await cluster.stopAll()
+            throw error
+        }
+        await cluster.stopAll()
+    }
+
+    /// A node started with another cluster id is refused by both of its peers, which still form a majority and
+    /// commit.
+    func testANodeOfAnotherClusterIsRefused() async throws {
+        let group = GroupID(topic: "refused", partition: 0)
+        let cluster = try PeerTestCluster(groups: [group])
+        do {
+            try await cluster.start(NodeID(1))
+            try await cluster.start(NodeID(2))
+            try await cluster.start(NodeID(3), clusterID: "someone-else")
+            let stranger = cluster.nodes.removeValue(forKey: NodeID(3))
+            _ = try await cluster.produceCommitted(group, "majority")
+            for id in [NodeID(1), NodeID(2)] {
+                XCTAssertFalse(cluster.nodes[id]?.network.isConnected(to: NodeID(3)) ?? true)
+            }
+            XCTAssertEqual(stranger?.network.isConnected(to: NodeID(1)), false)
+            XCTAssertEqual(stranger?.network.isConnected(to: NodeID(2)), false)
+            await stranger?.stop()
         } catch {
             await cluster.stopAll()
             throw error

@@ -436,10 +436,22 @@ public final class PeerNetwork: Sendable {
         state.withLock { $0.inbound }?(frame, peer)
     }
 
-    /// Logs a peer's misbehaviour in one line (rate-limited per remote address and reason).
-    func report(_ error: any Error, remote: String) {
-        let line = "cluster connection from \(remote) closed: \(error)"
-        if limiter.allow(line) { logger.warning("\(line)") }
+    /// Logs a peer's misbehaviour in one line, rate-limited per remote host and reason (not per connection: a
+    /// misconfigured peer redials from a new port every few seconds).
+    func report(_ error: any Error, remote: SocketAddress?) {
+        let host = remote?.ipAddress ?? "?"
+        if limiter.allow("\(host) \(error)") {
+            logger.warning("cluster connection from \(remote.map { "\($0)" } ?? "?") closed: \(error)")
+        }
+    }
+
+    /// A dialed peer closed the connection before answering the hello: it refused this node (its log says why).
+    func refusedByPeer(_ link: PeerLink) {
+        if limiter.allow("refused by \(link.peer)") {
+            let line = "node \(link.peer) at \(link.address) closed the connection during the handshake; "
+                + "check --voters and the cluster id on both nodes"
+            logger.warning("\(line)")
+        }
     }
 }
 
@@ -604,6 +616,7 @@ final class PeerConnectionHandler: ChannelInboundHandler {
     func channelInactive(context: ChannelHandlerContext) {
         timeout?.cancel()
         if case .established(let link) = state { network.lost(link, channel: context.channel) }
+        if case .awaitingHello = state, case .dialer(let link) = role { network.refusedByPeer(link) }
         state = .closed
         context.fireChannelInactive()
     }
@@ -613,8 +626,7 @@ final class PeerConnectionHandler: ChannelInboundHandler {
         if case .closed = state { return }
         if case .established(let link) = state { network.lost(link, channel: context.channel) }
         state = .closed
-        let remote = context.channel.remoteAddress.map { "\($0)" } ?? "?"
-        network.report(error, remote: remote)
+        network.report(error, remote: context.channel.remoteAddress)
         context.close(promise: nil)
     }
 }
