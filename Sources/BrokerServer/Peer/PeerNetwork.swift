@@ -203,7 +203,7 @@ public final class PeerNetwork: Sendable {
     let limiter = LogRateLimiter(intervalMs: 10_000)
 
     struct NetworkState {
-        var inbound: (@Sendable (PeerFrame, NodeID) -> Void)?
+        var inbound: (@Sendable ([PeerFrame], NodeID) -> Void)?
         var listener: (any Channel)?
         var accepted: [ObjectIdentifier: any Channel] = [:]
         var stopped = false
@@ -229,9 +229,10 @@ public final class PeerNetwork: Sendable {
         links[peer]?.state.withLock { $0.channel != nil } ?? false
     }
 
-    /// Binds the cluster port and starts dialing the voters with higher ids. `inbound` receives every frame a
-    /// peer sends, on that connection's event loop, with the peer's id.
-    public func start(inbound: @escaping @Sendable (PeerFrame, NodeID) -> Void) async throws {
+    /// Binds the cluster port and starts dialing the voters with higher ids. `inbound` receives the frames a peer
+    /// sent, on that connection's event loop, with the peer's id: every frame of one socket read together, in
+    /// order (batches that arrive together travel together).
+    public func start(inbound: @escaping @Sendable ([PeerFrame], NodeID) -> Void) async throws {
         try config.validate()
         state.withLock { $0.inbound = inbound }
         let waterMark = self.waterMark
@@ -432,8 +433,8 @@ public final class PeerNetwork: Sendable {
         if was, !isStopped { logger.info("link to node \(link.peer) lost") }
     }
 
-    func deliver(_ frame: PeerFrame, from peer: NodeID) {
-        state.withLock { $0.inbound }?(frame, peer)
+    func deliver(_ frames: [PeerFrame], from peer: NodeID) {
+        state.withLock { $0.inbound }?(frames, peer)
     }
 
     /// Logs a peer's misbehaviour in one line, rate-limited per remote host and reason (not per connection: a
@@ -553,6 +554,8 @@ final class PeerConnectionHandler: ChannelInboundHandler {
     let role: PeerNetwork.Role
     var state = State.awaitingHello
     var timeout: Scheduled<Void>?
+    /// Frames of the current socket read, delivered at its end.
+    var received: [PeerFrame] = []
 
     init(network: PeerNetwork, role: PeerNetwork.Role) {
         self.network = network
@@ -601,12 +604,25 @@ final class PeerConnectionHandler: ChannelInboundHandler {
                 fail(PeerProtocolError.misaddressed(from: from, to: to), context: context)
                 return
             }
-            network.deliver(frame, from: link.peer)
+            received.append(frame)
         case (.closed, _):
             break
         case (.awaitingHello, .frame), (.established, .hello):
             fail(PeerProtocolError.badHello("unexpected"), context: context)
         }
+    }
+
+    /// The end of one socket read: its frames go to the replicas together.
+    func channelReadComplete(context: ChannelHandlerContext) {
+        deliverReceived()
+        context.fireChannelReadComplete()
+    }
+
+    func deliverReceived() {
+        guard !received.isEmpty, case .established(let link) = state else { return }
+        let frames = received
+        received = []
+        network.deliver(frames, from: link.peer)
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
@@ -624,6 +640,8 @@ final class PeerConnectionHandler: ChannelInboundHandler {
     /// Logs one line and closes the connection.
     func fail(_ error: any Error, context: ChannelHandlerContext) {
         if case .closed = state { return }
+        // Frames that arrived before the garbage are good: Raft may use them.
+        deliverReceived()
         if case .established(let link) = state { network.lost(link, channel: context.channel) }
         state = .closed
         network.report(error, remote: context.channel.remoteAddress)

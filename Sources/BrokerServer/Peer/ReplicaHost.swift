@@ -210,7 +210,7 @@ public final class ReplicaHost: Sendable {
             }.get()
         }
         do {
-            try await network.start { [self] frame, peer in deliver(frame, from: peer) }
+            try await network.start { [self] frames, peer in deliver(frames, from: peer) }
         } catch {
             await shutdown()
             throw error
@@ -438,28 +438,25 @@ public final class ReplicaHost: Sendable {
         state.transport.flushHeartbeats()
     }
 
-    /// Routes a peer's frame to the engines: one hop per loop that hosts a group named in it.
-    func deliver(_ frame: PeerFrame, from peer: NodeID) {
-        switch frame {
-        case .message(let envelope):
+    /// Routes the frames of one read from a peer to the engines: coalesced heartbeats split, then one hop per
+    /// event loop that hosts a group named in them, messages kept in their order.
+    func deliver(_ frames: [PeerFrame], from peer: NodeID) {
+        var byShard: [ObjectIdentifier: (shard: Shard, envelopes: [ReplicationMessage])] = [:]
+        func route(_ envelope: ReplicationMessage) {
             let shard = shard(for: envelope.group)
+            byShard[ObjectIdentifier(shard), default: (shard, [])].envelopes.append(envelope)
+        }
+        for frame in frames {
+            switch frame {
+            case .message(let envelope): route(envelope)
+            case .heartbeats(let beats): for envelope in beats.split() { route(envelope) }
+            }
+        }
+        for (shard, envelopes) in byShard.values {
             if shard.loop.inEventLoop {
-                receive([envelope], on: shard, from: peer)
+                receive(envelopes, on: shard, from: peer)
             } else {
-                shard.loop.execute { self.receive([envelope], on: shard, from: peer) }
-            }
-        case .heartbeats(let beats):
-            var byShard: [ObjectIdentifier: (Shard, [ReplicationMessage])] = [:]
-            for envelope in beats.split() {
-                let shard = shard(for: envelope.group)
-                byShard[ObjectIdentifier(shard), default: (shard, [])].1.append(envelope)
-            }
-            for (shard, envelopes) in byShard.values {
-                if shard.loop.inEventLoop {
-                    receive(envelopes, on: shard, from: peer)
-                } else {
-                    shard.loop.execute { self.receive(envelopes, on: shard, from: peer) }
-                }
+                shard.loop.execute { self.receive(envelopes, on: shard, from: peer) }
             }
         }
     }
