@@ -10,6 +10,7 @@ import NIOPosix
 import Raft
 import Records
 import Replication
+import Synchronization
 import XCTest
 
 /// One node of a test cluster: its loops, blocking pool, cluster links and replicas.
@@ -20,6 +21,8 @@ final class PeerTestNode: Sendable {
     let pool: NIOThreadPool
     let network: PeerNetwork
     let host: ReplicaHost
+    /// Every leadership change the host reported, in order.
+    let leadershipChanges = LeadershipLog()
 
     init(id: NodeID, voters: VoterList, directory: String, clusterID: String = "test-cluster") {
         self.id = id
@@ -37,7 +40,8 @@ final class PeerTestNode: Sendable {
             group: loops, logger: logger)
         host = ReplicaHost(
             config: ReplicaHostConfig(nodeID: id, tickIntervalMs: 20, seed: id.value &* 7919),
-            network: network, group: loops, pool: pool, io: PosixFileIO(), clock: SystemClock(), logger: logger)
+            network: network, group: loops, pool: pool, io: PosixFileIO(), clock: SystemClock(), logger: logger,
+            onLeadershipChange: { [leadershipChanges] change in leadershipChanges.append(change) })
     }
 
     func start(groups: [GroupID], voters: [NodeID]) async throws {
@@ -68,6 +72,14 @@ final class PeerTestNode: Sendable {
             return Array(read.bytes.readableBytesView)
         }.get()
     }
+}
+
+/// Leadership changes a host reported.
+final class LeadershipLog: Sendable {
+    let changes = Mutex<[LeadershipChange]>([])
+
+    func append(_ change: LeadershipChange) { changes.withLock { $0.append(change) } }
+    var all: [LeadershipChange] { changes.withLock { $0 } }
 }
 
 /// Free loopback ports: bound all at once, then released for the nodes to bind.
@@ -291,6 +303,12 @@ final class PeerNetworkTests: XCTestCase {
             for group in groups.prefix(2) {
                 let leader = try await cluster.waitForLeader(of: group)
                 XCTAssertNotEqual(leader, leaving)
+                // Both the leaving node and the new leader reported the change.
+                let heard = node.leadershipChanges.all.last { $0.group == group }
+                XCTAssertEqual(heard?.leader, leader)
+                XCTAssertEqual(heard?.isLocal, false)
+                let told = cluster.nodes[leader]?.leadershipChanges.all.last { $0.group == group }
+                XCTAssertEqual(told?.isLocal, true)
             }
             await cluster.stop(leaving)
             _ = try await cluster.produceCommitted(groups[0], "after")

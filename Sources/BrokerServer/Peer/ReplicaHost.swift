@@ -10,7 +10,15 @@
 // What it must never do: block an event loop (fsyncs run on the `NIOThreadPool`), touch an engine off its
 // loop, or close a log while a flush of it is in flight (a removed engine closes when its last flush ends).
 //
-// Main types: `ReplicaHost`, `ReplicaHostConfig`, `ReplicaStatus`, `CommitPromise`.
+// How a node uses it: build one `PeerNetwork` (from `--id`, `--cluster-listen`, `--voters`) and one `ReplicaHost`
+// over the node's event loop group and blocking pool, then `start()` (ticks, then the network). `addGroup` every
+// partition assigned to this node (at start, and when the controller applies "topic created"); `removeGroup` on
+// "topic deleted", then remove the directory. Serve Kafka requests for a partition on `loop(for:)`: `propose`
+// (acks=1 / acks=all), `withEngine` for reads below the high watermark and for `onHighWatermark` hooks; listen to
+// `onLeadershipChange` for Metadata. On SIGTERM: `transferLeadershipsAway()`, then `shutdown()`, then the pool and
+// the loops.
+//
+// Main types: `ReplicaHost`, `ReplicaHostConfig`, `ReplicaStatus`, `LeadershipChange`, `CommitPromise`.
 
 import Broker
 import LogStorage
@@ -91,6 +99,18 @@ public enum ReplicaHostError: Error, Equatable, Sendable, CustomStringConvertibl
     }
 }
 
+/// A replica learned of a new leader or a new term of its group.
+public struct LeadershipChange: Equatable, Sendable {
+    /// The group.
+    public var group: GroupID
+    /// The leader it knows of now (nil during an election).
+    public var leader: NodeID?
+    /// The replica's term.
+    public var term: Term
+    /// True when this node leads.
+    public var isLocal: Bool
+}
+
 /// A snapshot of one hosted replica, for status pages and tests.
 public struct ReplicaStatus: Equatable, Sendable {
     /// The replica's Raft role.
@@ -121,6 +141,7 @@ public final class ReplicaHost: Sendable {
     let io: any FileIO & Sendable
     let clock: any BrokerClock
     let logger: Logger
+    let onLeadershipChange: @Sendable (LeadershipChange) -> Void
     let limiter = LogRateLimiter(intervalMs: 5_000)
     let running = Mutex<Bool>(false)
 
@@ -142,6 +163,8 @@ public final class ReplicaHost: Sendable {
         var engine: ReplicaEngine<CommitPromise>?
         /// The group's voters, this node included.
         var voters: [NodeID] = []
+        /// The leader and term last reported to `onLeadershipChange`.
+        var reported: (leader: NodeID?, term: Term) = (nil, .zero)
         var flushInFlight = false
         var closing: EventLoopPromise<Void>?
         /// Promises of acks=all produces not answered yet, failed if the engine closes first.
@@ -179,11 +202,15 @@ public final class ReplicaHost: Sendable {
     }
 
     /// A host whose engines run on `group`'s event loops, fsync on `pool` (started by the caller) through `io`,
-    /// and talk over `network`.
+    /// and talk over `network`. `onLeadershipChange` hears, on the group's event loop, every change of leader or
+    /// term a replica learns of (Metadata answers, the controller's "partition leader changed" records, the
+    /// coordinator of a `__consumer_offsets` partition).
     public init(
         config: ReplicaHostConfig, network: PeerNetwork, group: MultiThreadedEventLoopGroup, pool: NIOThreadPool,
-        io: any FileIO & Sendable, clock: any BrokerClock, logger: Logger
+        io: any FileIO & Sendable, clock: any BrokerClock, logger: Logger,
+        onLeadershipChange: @escaping @Sendable (LeadershipChange) -> Void = { _ in }
     ) {
+        self.onLeadershipChange = onLeadershipChange
         self.config = config
         self.network = network
         self.pool = pool
@@ -434,7 +461,11 @@ public final class ReplicaHost: Sendable {
     func tick(_ shard: Shard) {
         let state = shard.state.value
         let now = clock.now()
-        for group in state.slots.keys.sorted() { state.slots[group]?.engine?.tick(now: now) }
+        for group in state.slots.keys.sorted() {
+            guard let slot = state.slots[group], let engine = slot.engine else { continue }
+            engine.tick(now: now)
+            noticeLeadership(slot, engine)
+        }
         state.transport.flushHeartbeats()
     }
 
@@ -465,7 +496,7 @@ public final class ReplicaHost: Sendable {
         let state = shard.state.value
         let now = clock.now()
         for envelope in envelopes {
-            guard let engine = state.slots[envelope.group]?.engine else {
+            guard let slot = state.slots[envelope.group], let engine = slot.engine else {
                 // The group may be created here a moment later (the controller's record not applied yet).
                 if !state.stopped, limiter.allow("unknown \(envelope.group)") {
                     logger.info("dropping messages from node \(peer) for \(envelope.group): no replica here (yet)")
@@ -473,7 +504,18 @@ public final class ReplicaHost: Sendable {
                 continue
             }
             engine.receive(envelope.message, now: now)
+            noticeLeadership(slot, engine)
         }
+    }
+
+    /// Reports a change of the leader or the term that `engine` knows of.
+    func noticeLeadership(_ slot: Slot, _ engine: ReplicaEngine<CommitPromise>) {
+        let now = (leader: engine.leader, term: engine.term)
+        guard now.leader != slot.reported.leader || now.term != slot.reported.term else { return }
+        slot.reported = now
+        onLeadershipChange(
+            LeadershipChange(
+                group: engine.group, leader: now.leader, term: now.term, isLocal: now.leader == config.nodeID))
     }
 
     /// The engine's flush closure: fsyncs on the blocking pool, `completeFlush` back on the loop.
@@ -499,7 +541,10 @@ public final class ReplicaHost: Sendable {
                 error = FileIOError(operation: .sync, path: request.plan.directory ?? "\(group)", errno: ECANCELED)
             }
             if let error { self.logger.error("flush of \(group) failed: \(error)") }
-            slot.engine?.completeFlush(request, error: error)
+            if let engine = slot.engine {
+                engine.completeFlush(request, error: error)
+                self.noticeLeadership(slot, engine)
+            }
             self.finishCloseIfIdle(slot, group: group)
         }
     }
