@@ -74,6 +74,18 @@ final class PeerTestNode: Sendable {
     }
 }
 
+/// Fails unless `body` throws `expected`.
+func XCTAssertThrowsAsync<Value>(
+    _ body: @autoclosure () async throws -> Value, _ expected: ReplicaHostError, line: UInt = #line
+) async {
+    do {
+        _ = try await body()
+        XCTFail("no error, expected \(expected)", line: line)
+    } catch {
+        XCTAssertEqual(error as? ReplicaHostError, expected, line: line)
+    }
+}
+
 /// Leadership changes a host reported.
 final class LeadershipLog: Sendable {
     let changes = Mutex<[LeadershipChange]>([])
@@ -333,6 +345,14 @@ final class PeerNetworkTests: XCTestCase {
                     added, voters: cluster.ids, directory: node.directory + "/\(added)", logConfig: LogConfig()
                 ).get()
             }
+            let first = cluster.nodes[NodeID(1)]?.host
+            let twice = first?.addGroup(added, voters: cluster.ids, directory: "/nonexistent", logConfig: LogConfig())
+            await XCTAssertThrowsAsync(try await twice?.get(), .groupExists(added))
+            let elsewhere = GroupID(topic: "elsewhere", partition: 0)
+            let stranger = first?.addGroup(
+                elsewhere, voters: [NodeID(2), NodeID(3)], directory: "/nonexistent", logConfig: LogConfig())
+            await XCTAssertThrowsAsync(
+                try await stranger?.get(), .openFailed(elsewhere, "node 1 is not among its voters [2, 3]"))
             _ = try await cluster.produceCommitted(added, "added")
             _ = try await cluster.converged(added)
 

@@ -300,6 +300,9 @@ public final class ReplicaHost: Sendable {
             let state = shard.state.value
             guard !state.stopped else { throw ReplicaHostError.notRunning }
             guard state.slots[group] == nil else { throw ReplicaHostError.groupExists(group) }
+            guard voters.contains(self.config.nodeID) else {
+                throw ReplicaHostError.openFailed(group, "node \(self.config.nodeID) is not among its voters \(voters)")
+            }
             let slot = Slot()
             let boundSlot = NIOLoopBound(slot, eventLoop: shard.loop)
             let configuration = RaftConfiguration(
