@@ -1,11 +1,12 @@
 // Replicas of several groups on three nodes in one process, over real TCP on loopback and real files: the
 // ReplicaHost + PeerNetwork pair that a broker runs, with a node shut down and restarted over its directories.
 import Broker
-import BrokerServer
+@testable import BrokerServer
 import Foundation
 import LogStorage
 import Logging
 import NIOCore
+import NIOEmbedded
 import NIOPosix
 import Raft
 import Records
@@ -486,6 +487,57 @@ final class PeerNetworkTests: XCTestCase {
         XCTAssertThrowsError(try config.validate()) { error in
             XCTAssertEqual("\(error)", "cluster configuration: --voters: this node's id 4 is not in the list")
         }
+    }
+
+    /// The connection decoder, fed a hello and two frames one byte at a time, yields exactly them, and refuses a
+    /// frame over its limit before buffering it.
+    func testPeerDecoderTakesOneByteAtATime() throws {
+        var stamped = try peerBatch("x")
+        RecordBatch.setPartitionLeaderEpoch(1, in: &stamped, at: stamped.readerIndex)
+        let payload = try BatchPayload(validating: stamped, firstIndex: .zero, lastIndex: LogIndex(1), term: Term(1))
+        let entry = Entry(term: Term(1), firstIndex: .zero, lastIndex: LogIndex(1), content: .data(payload))
+        let group = GroupID(topic: "orders", partition: 2)
+        let append = PeerFrame.message(
+            ReplicationMessage(
+                group: group,
+                message: Message(
+                    from: NodeID(1), to: NodeID(2), term: Term(1),
+                    kind: .append(
+                        prevLastIndex: .none, prevTerm: .zero,
+                        entries: [entry], leaderCommit: .none))))
+        let beats = PeerFrame.heartbeats(
+            CoalescedHeartbeats(
+                from: NodeID(1), to: NodeID(2),
+                items: [HeartbeatItem(group: group, term: Term(1), kind: .heartbeat(commit: LogIndex(1)))]))
+        var wire = ByteBuffer()
+        PeerHello(nodeID: NodeID(1), clusterID: "c").encode(into: &wire)
+        var frames = ByteBuffer()
+        ReplicationCodec.encode(append, into: &frames)
+        ReplicationCodec.encode(beats, into: &frames)
+        wire.writeImmutableBuffer(frames)
+
+        let channel = EmbeddedChannel(handler: ByteToMessageHandler(PeerFrameDecoder(frameBytesMax: 1 << 20)))
+        for byte in wire.readableBytesView { try channel.writeInbound(ByteBuffer(bytes: [byte])) }
+        guard case .hello(let hello)? = try channel.readInbound(as: PeerInbound.self) else {
+            return XCTFail("no hello")
+        }
+        XCTAssertEqual(hello, PeerHello(nodeID: NodeID(1), clusterID: "c"))
+        var reencoded = ByteBuffer()
+        while let inbound = try channel.readInbound(as: PeerInbound.self) {
+            guard case .frame(let frame) = inbound else { return XCTFail("a second hello") }
+            ReplicationCodec.encode(frame, into: &reencoded)
+        }
+        XCTAssertEqual(reencoded, frames)
+        _ = try channel.finish()
+
+        let limited = EmbeddedChannel(handler: ByteToMessageHandler(PeerFrameDecoder(frameBytesMax: 1024)))
+        var big = ByteBuffer()
+        PeerHello(nodeID: NodeID(1), clusterID: "c").encode(into: &big)
+        big.writeInteger(UInt32(1025))
+        XCTAssertThrowsError(try limited.writeInbound(big)) { error in
+            XCTAssertEqual(error as? PeerProtocolError, .frameTooLarge(1025))
+        }
+        _ = try? limited.finish()
     }
 
     /// A hello survives being fed one byte at a time, and bytes that are not a hello are refused.
