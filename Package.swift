@@ -159,7 +159,10 @@ let package = Package(
             resources: [.copy("Fixtures")]
         ),
         // Test support: the seeded, deterministic simulation of layers 1–4.
-        .target(name: "Simulation", dependencies: ["Raft"]),
+        .target(
+            name: "Simulation",
+            dependencies: ["Raft", "LogStorage", .product(name: "NIOCore", package: "swift-nio")]
+        ),
         .testTarget(
             name: "ReplicationTests",
             dependencies: [
@@ -193,6 +196,7 @@ let package = Package(
             name: "BrokerTests",
             dependencies: [
                 "Broker",
+                "Simulation",
                 "BrokerServer",
                 "KafkaProtocol",
                 "Records",

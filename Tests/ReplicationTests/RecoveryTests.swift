@@ -4,6 +4,7 @@ import NIOCore
 import Raft
 import Records
 import Replication
+import Simulation
 import XCTest
 
 final class ReplicaRecoveryTests: XCTestCase {

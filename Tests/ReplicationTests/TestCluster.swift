@@ -7,6 +7,7 @@ import NIOCore
 import Raft
 import Records
 import Replication
+import Simulation
 import XCTest
 
 final class TestCluster {

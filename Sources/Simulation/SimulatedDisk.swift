@@ -4,31 +4,36 @@ import Glibc
 import LogStorage
 import NIOCore
 
-final class SimulatedDisk: FileIO {
-    final class File {
-        var data: [UInt8] = []
-        var synced: [UInt8] = []
+/// Tests of Replication and of the controller run real `PartitionLog`s on it.
+public final class SimulatedDisk: FileIO {
+    /// An empty disk.
+    public init() {}
+
+    /// One file: what processes see, and what survives a crash.
+    public final class File {
+        public var data: [UInt8] = []
+        public var synced: [UInt8] = []
     }
 
     /// The namespace as running processes see it.
-    var entries: [String: File] = [:]
+    public var entries: [String: File] = [:]
     /// The namespace a crash brings back.
-    var durableEntries: [String: File] = [:]
-    var directories: Set<String> = []
-    var handles: [Int32: File] = [:]
-    var nextDescriptor: Int32 = 3
-    var fileSyncs = 0
+    public var durableEntries: [String: File] = [:]
+    public var directories: Set<String> = []
+    public var handles: [Int32: File] = [:]
+    public var nextDescriptor: Int32 = 3
+    public var fileSyncs = 0
     /// When set, this many more changing operations succeed; then every one fails with EIO, as if the process
     /// died there (the test then calls `crash()`).
-    var operationsLeft: Int?
+    public var operationsLeft: Int?
 
-    func change(_ operation: FileOperation, _ path: String) throws(FileIOError) {
+    public func change(_ operation: FileOperation, _ path: String) throws(FileIOError) {
         guard let left = operationsLeft else { return }
         guard left > 0 else { throw FileIOError(operation: operation, path: path, errno: EIO) }
         operationsLeft = left - 1
     }
 
-    func open(_ path: String, mode: FileOpenMode) throws(FileIOError) -> IOHandle {
+    public func open(_ path: String, mode: FileOpenMode) throws(FileIOError) -> IOHandle {
         if mode != .existing { try change(.open, path) }
         let file: File
         if let existing = entries[path] {
@@ -44,14 +49,14 @@ final class SimulatedDisk: FileIO {
         return IOHandle(descriptor: nextDescriptor, path: path)
     }
 
-    func file(_ handle: IOHandle, _ operation: FileOperation) throws(FileIOError) -> File {
+    public func file(_ handle: IOHandle, _ operation: FileOperation) throws(FileIOError) -> File {
         guard let file = handles[handle.descriptor] else {
             throw FileIOError(operation: operation, path: handle.path, errno: EBADF)
         }
         return file
     }
 
-    func read(_ handle: IOHandle, at position: FilePosition, count: Int, into buffer: inout ByteBuffer)
+    public func read(_ handle: IOHandle, at position: FilePosition, count: Int, into buffer: inout ByteBuffer)
         throws(FileIOError) -> Int
     {
         let file = try file(handle, .read)
@@ -61,7 +66,7 @@ final class SimulatedDisk: FileIO {
         return end - start
     }
 
-    func write(_ handle: IOHandle, at position: FilePosition, from buffer: ByteBuffer) throws(FileIOError) {
+    public func write(_ handle: IOHandle, at position: FilePosition, from buffer: ByteBuffer) throws(FileIOError) {
         try change(.write, handle.path)
         let file = try file(handle, .write)
         let bytes = buffer.readableBytesView
@@ -70,14 +75,14 @@ final class SimulatedDisk: FileIO {
         file.data.replaceSubrange(position.value..<end, with: bytes)
     }
 
-    func sync(_ handle: IOHandle) throws(FileIOError) {
+    public func sync(_ handle: IOHandle) throws(FileIOError) {
         try change(.sync, handle.path)
         let file = try file(handle, .sync)
         file.synced = file.data
         fileSyncs += 1
     }
 
-    func truncate(_ handle: IOHandle, to size: ByteCount) throws(FileIOError) {
+    public func truncate(_ handle: IOHandle, to size: ByteCount) throws(FileIOError) {
         try change(.truncate, handle.path)
         let file = try file(handle, .truncate)
         if size.value < file.data.count {
@@ -87,32 +92,32 @@ final class SimulatedDisk: FileIO {
         }
     }
 
-    func size(of handle: IOHandle) throws(FileIOError) -> ByteCount {
+    public func size(of handle: IOHandle) throws(FileIOError) -> ByteCount {
         ByteCount(try file(handle, .size).data.count)
     }
 
-    func close(_ handle: IOHandle) { handles[handle.descriptor] = nil }
+    public func close(_ handle: IOHandle) { handles[handle.descriptor] = nil }
 
-    func children(of directory: String, in namespace: [String: File]) -> [String] {
+    public func children(of directory: String, in namespace: [String: File]) -> [String] {
         let prefix = directory + "/"
         return namespace.keys.filter { $0.hasPrefix(prefix) && !$0.dropFirst(prefix.count).contains("/") }
     }
 
-    func listDirectory(_ path: String) throws(FileIOError) -> [String] {
+    public func listDirectory(_ path: String) throws(FileIOError) -> [String] {
         guard directories.contains(path) else { throw FileIOError(operation: .list, path: path, errno: ENOENT) }
         return children(of: path, in: entries).map { String($0.dropFirst(path.count + 1)) }.sorted()
     }
 
-    func makeDirectory(_ path: String) throws(FileIOError) { directories.insert(path) }
+    public func makeDirectory(_ path: String) throws(FileIOError) { directories.insert(path) }
 
-    func remove(_ path: String) throws(FileIOError) {
+    public func remove(_ path: String) throws(FileIOError) {
         try change(.remove, path)
         guard entries.removeValue(forKey: path) != nil else {
             throw FileIOError(operation: .remove, path: path, errno: ENOENT)
         }
     }
 
-    func rename(_ path: String, to newPath: String) throws(FileIOError) {
+    public func rename(_ path: String, to newPath: String) throws(FileIOError) {
         try change(.rename, path)
         guard let file = entries.removeValue(forKey: path) else {
             throw FileIOError(operation: .rename, path: path, errno: ENOENT)
@@ -120,14 +125,14 @@ final class SimulatedDisk: FileIO {
         entries[newPath] = file
     }
 
-    func syncDirectory(_ path: String) throws(FileIOError) {
+    public func syncDirectory(_ path: String) throws(FileIOError) {
         try change(.syncDirectory, path)
         for name in children(of: path, in: durableEntries) { durableEntries[name] = nil }
         for name in children(of: path, in: entries) { durableEntries[name] = entries[name] }
     }
 
     /// Power loss: every handle is gone, and only synced data and synced directory entries remain.
-    func crash() {
+    public func crash() {
         handles = [:]
         entries = durableEntries
         for file in entries.values { file.data = file.synced }
