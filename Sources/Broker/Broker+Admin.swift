@@ -50,11 +50,20 @@ extension Broker {
         let store = environment.metadataStore
         return openTopic(name: name, partitions: partitions, config: topicConfig, overrides: overrides, on: loop)
             .flatMap { state -> EventLoopFuture<(ErrorCode, String?)> in
-                let snapshot = self.registry.withLock { registry -> BrokerMetadata in
-                    registry.topics[name] = state
+                let snapshot = self.registry.withLock { registry -> BrokerMetadata? in
                     registry.busy.remove(name)
+                    // A shutdown that came meanwhile has closed every registered partition:
+                    // these were not registered, so they are closed here.
+                    guard !self.isShutDown.load(ordering: .sequentiallyConsistent) else { return nil }
+                    registry.topics[name] = state
                     registry.generation += 1
                     return registry.snapshot()
+                }
+                guard let snapshot else {
+                    let closed = state.partitions.map { self.close($0, on: loop) }
+                    return EventLoopFuture.andAllComplete(closed, on: loop).map {
+                        (ErrorCode.unknownServerError, "the broker is shutting down")
+                    }
                 }
                 let configs = overrides.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
                 self.logger.info("topic \(name) created with \(partitions) partitions\(configs.isEmpty ? "" : " (" + configs + ")")")

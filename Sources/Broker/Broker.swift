@@ -39,6 +39,11 @@ public enum BrokerResponse: Sendable {
     case close(reason: String)
 }
 
+/// The broker was shut down: the request is refused (its connection is closed).
+public struct BrokerShutDownError: Error, CustomStringConvertible {
+    public var description: String { "the broker is shutting down" }
+}
+
 /// One partition as the registry holds it: where its engine lives.
 final class PartitionHandle: Sendable {
     let topic: String
@@ -109,6 +114,8 @@ public final class Broker: Sendable {
     let logger: Logger
     let registry = Mutex(Registry())
     let waitIds = Atomic<UInt64>(0)
+    /// Set by `shutdown()`: from then on every request is refused.
+    let isShutDown = Atomic<Bool>(false)
 
     /// Producer ids are handed out from blocks of this size; each block is persisted before use.
     public static let producerIdBlockSize: Int64 = 1000
@@ -153,9 +160,12 @@ public final class Broker: Sendable {
         }
     }
 
-    /// Closes every partition: each flushes (on the blocking pool) and closes its log.
+    /// Closes every partition: each flushes (on the blocking pool) and closes its log; the
+    /// produce requests waiting for an acknowledgement are answered and the waiting fetches
+    /// are woken (they then answer at once). Requests that arrive afterwards are refused.
     public func shutdown() -> EventLoopFuture<Void> {
         let loop = group.next()
+        isShutDown.store(true, ordering: .sequentiallyConsistent)
         let topics = registry.withLock { registry -> [TopicState] in
             let all = Array(registry.topics.values)
             registry.topics.removeAll()
@@ -229,6 +239,9 @@ public final class Broker: Sendable {
     /// Answers one decoded request. Called on the connection's event loop `loop`; the
     /// future completes there.
     public func handle(_ request: DecodedRequest, on loop: any EventLoop) -> EventLoopFuture<BrokerResponse> {
+        guard !isShutDown.load(ordering: .sequentiallyConsistent) else {
+            return loop.makeFailedFuture(BrokerShutDownError())
+        }
         let header = request.header
         let version = header.apiVersion
         let id = header.correlationId

@@ -57,6 +57,7 @@ public final class BrokerService: Service {
     let config: BrokerServerConfig
     let logger: Logger
     let connections = Mutex<[ObjectIdentifier: any Channel]>([:])
+    let inFlight = InFlightRequests()
 
     /// A node with `config`, logging to `logger`.
     public init(config: BrokerServerConfig, logger: Logger) {
@@ -120,7 +121,7 @@ public final class BrokerService: Service {
                     try channel.pipeline.syncOperations.addHandler(
                         ByteToMessageHandler(KafkaFrameDecoder(frameBytesMax: frameBytesMax)))
                     try channel.pipeline.syncOperations.addHandler(
-                        KafkaConnectionHandler(broker: broker, logger: logger))
+                        KafkaConnectionHandler(broker: broker, inFlight: self.inFlight, logger: logger))
                 }
             }
             .bind(host: config.listenHost, port: config.listenPort).get()
@@ -153,5 +154,18 @@ public final class BrokerService: Service {
         for channel in open { try? await channel.close() }
         try await broker.shutdown().get()
         logger.info("all logs flushed and closed")
+        // The requests of the connections closed above are still being answered: the closed
+        // partitions answered their waiting produces and woke their long-polling fetches, which
+        // now read (and find the partition closed) and answer, hopping between event loops.
+        // The loops and the pool stop only once the last of them is done.
+        if inFlight.current > 0 { logger.info("waiting for \(inFlight.current) requests to be answered") }
+        let clock = ContinuousClock()
+        let deadline = clock.now.advanced(by: .seconds(10))
+        while inFlight.current > 0, clock.now < deadline {
+            try? await clock.sleep(for: .milliseconds(2))
+        }
+        if inFlight.current > 0 {
+            logger.error("\(inFlight.current) requests still unanswered 10 s after the logs closed")
+        }
     }
 }

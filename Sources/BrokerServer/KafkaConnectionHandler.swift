@@ -3,6 +3,7 @@ import KafkaProtocol
 import LogStorage
 import Logging
 import NIOCore
+import Synchronization
 
 /// One client connection: decodes request frames, hands them to the broker, and writes the
 /// answers in request order, even when a later request (Metadata) is answered before an
@@ -20,6 +21,7 @@ final class KafkaConnectionHandler: ChannelInboundHandler {
     static let pipelinedBytesMax = 64 * 1024 * 1024
 
     private let broker: Broker
+    private let inFlight: InFlightRequests
     private var logger: Logger
     /// Answers in request order; nil until the broker has answered.
     private var pending = CircularBuffer<BrokerResponse?>()
@@ -31,8 +33,9 @@ final class KafkaConnectionHandler: ChannelInboundHandler {
     private var closing = false
     private var readingPaused = false
 
-    init(broker: Broker, logger: Logger) {
+    init(broker: Broker, inFlight: InFlightRequests, logger: Logger) {
         self.broker = broker
+        self.inFlight = inFlight
         self.logger = logger
     }
 
@@ -72,7 +75,9 @@ final class KafkaConnectionHandler: ChannelInboundHandler {
             readingPaused = true
             _ = try? context.channel.syncOptions?.setOption(.autoRead, value: false)
         }
+        inFlight.begin()
         broker.handle(decoded, on: context.eventLoop).assumeIsolated().whenComplete { result in
+            self.inFlight.end()
             switch result {
             case .success(let response): self.complete(sequence, with: response, context: context)
             case .failure(let error): self.complete(sequence, with: .close(reason: "\(error)"), context: context)
@@ -182,4 +187,17 @@ final class KafkaConnectionHandler: ChannelInboundHandler {
         dropPending()
         context.close(promise: nil)
     }
+}
+
+/// How many requests, on every connection (open or already closed), the broker has been
+/// handed and has not answered yet. Shutdown waits for none before stopping the event loops:
+/// an answer still travelling between loops when they stop leaks its promise.
+final class InFlightRequests: Sendable {
+    private let count = Atomic<Int>(0)
+
+    func begin() { count.wrappingAdd(1, ordering: .relaxed) }
+
+    func end() { count.wrappingSubtract(1, ordering: .releasing) }
+
+    var current: Int { count.load(ordering: .acquiring) }
 }

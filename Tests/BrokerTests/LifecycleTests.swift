@@ -183,4 +183,61 @@ final class LifecycleTests: XCTestCase {
         XCTAssertTrue(broker.log.contains("retention deleted"), broker.log)
         XCTAssertEqual(try broker.stop(), 0, broker.log)
     }
+
+    /// SIGTERM while requests are parked in the broker: long-poll fetches (max_wait_ms 5000) on
+    /// every partition and acks=all produces. Shutdown must answer or fail each of them before
+    /// the event loops stop: a promise left behind crashes a debug build (exit 4, not 0).
+    func testGracefulShutdownWithLongPollFetchesAndProducesInFlight() throws {
+        for round in 0..<3 {
+            let broker = try BrokerProcess(dataDirectory: directory + "-\(round)")
+            defer { try? FileManager.default.removeItem(atPath: directory + "-\(round)") }
+            let admin = try RawConnection(port: broker.port)
+            let partitions: Int32 = 32
+            let created = try admin.roundTrip(
+                CreateTopicsRequest(
+                    topics: [
+                        .init(name: "lp", numPartitions: partitions, replicationFactor: 1, assignments: [], configs: [])
+                    ], timeoutMs: 10_000, validateOnly: false),
+                version: 3)
+            XCTAssertEqual(created.topics.first?.errorCode, ErrorCode.none)
+            var connections: [RawConnection] = []
+            for c in 0..<24 {
+                let connection = try RawConnection(port: broker.port)
+                let fetch = FetchRequest(
+                    replicaId: -1, maxWaitMs: 5000, minBytes: 1 << 20, maxBytes: 1 << 20, isolationLevel: 0,
+                    sessionId: 0, sessionEpoch: -1,
+                    topics: [
+                        .init(
+                            topic: "lp",
+                            partitions: (0..<partitions).map {
+                                .init(
+                                    partition: $0, currentLeaderEpoch: -1, fetchOffset: 0, logStartOffset: -1,
+                                    partitionMaxBytes: 1 << 20)
+                            })
+                    ], forgottenTopicsData: [], rackId: "")
+                for n in 0..<8 {
+                    try connection.send(
+                        KafkaRequestEncoder.encodeFrame(fetch, version: 11, correlationId: Int32(n), clientId: "lp"))
+                }
+                for n in 0..<4 {
+                    try connection.send(
+                        KafkaRequestEncoder.encodeFrame(
+                            produceRequest(
+                                "lp", partition: Int32((c + n) % Int(partitions)), records: try makeBatch(count: 10)),
+                            version: 7, correlationId: Int32(10 + n), clientId: "lp"))
+                }
+                connections.append(connection)
+            }
+            // Let the fetches park, then stop the node while produces keep arriving.
+            Thread.sleep(forTimeInterval: 0.3)
+            for (c, connection) in connections.enumerated() {
+                try? connection.send(
+                    KafkaRequestEncoder.encodeFrame(
+                        produceRequest("lp", partition: Int32(c % Int(partitions)), records: try makeBatch(count: 10)),
+                        version: 7, correlationId: 99, clientId: "lp"))
+            }
+            XCTAssertEqual(try broker.stop(), 0, broker.log)
+            try? FileManager.default.removeItem(atPath: directory + "-\(round).log")
+        }
+    }
 }
