@@ -228,8 +228,22 @@ final class LifecycleTests: XCTestCase {
                 }
                 connections.append(connection)
             }
-            // Let the fetches park, then stop the node while produces keep arriving.
-            Thread.sleep(forTimeInterval: 0.3)
+            // Requests on a connection are dispatched in order, so once every produce sent behind
+            // the fetches is stored, every fetch has been dispatched and is parked (min_bytes is
+            // 1 MiB). The produced batches are identical, so partition p holds exactly
+            // (produces to p) × (the size of one stored batch). Then stop the node while more
+            // produces arrive.
+            let dataDirectory = directory + "-\(round)"
+            var producesPerPartition: [Int: Int] = [:]
+            for c in 0..<24 { for n in 0..<4 { producesPerPartition[(c + n) % Int(partitions), default: 0] += 1 } }
+            func segmentSize(_ partition: Int) -> Int {
+                let segment = dataDirectory + "/lp-\(partition)/00000000000000000000.log"
+                return (try? FileManager.default.attributesOfItem(atPath: segment)[.size] as? Int) ?? 0
+            }
+            try waitUntil("every produce behind the parked fetches to be stored", seconds: 30) {
+                let oneBatch = segmentSize(0)  // partition 0 gets exactly one produce
+                return oneBatch > 0 && producesPerPartition.allSatisfy { segmentSize($0.key) == $0.value * oneBatch }
+            }
             for (c, connection) in connections.enumerated() {
                 try? connection.send(
                     KafkaRequestEncoder.encodeFrame(
