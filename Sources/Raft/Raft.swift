@@ -108,16 +108,20 @@ public struct RaftNode<Payload: RaftPayload>: Sendable {
     }
 
     /// A node restarted from what the shell kept: the durable hard state and the recovered log. The commit index
-    /// restarts at the entry before the log start (retention only removes committed entries).
-    public init(configuration: RaftConfiguration, hardState: HardState, log: some RaftLogReader<Payload>, seed: UInt64)
-    {
+    /// restarts at the entry before the log start (retention only removes committed entries), or at
+    /// `knownCommitted` when the shell kept a commit index from a clean shutdown (bounded by the log: a committed
+    /// entry is never truncated, but a damaged disk may have lost some).
+    public init(
+        configuration: RaftConfiguration, hardState: HardState, log: some RaftLogReader<Payload>, seed: UInt64,
+        knownCommitted: LogIndex? = nil
+    ) {
         configuration.validate()
         self.configuration = configuration
         peers = configuration.voters.filter { $0 != configuration.id }
         term = hardState.term
         votedFor = hardState.votedFor
         role = .follower(leader: nil)
-        commitIndex = log.firstIndex - 1
+        commitIndex = max(log.firstIndex - 1, min(knownCommitted ?? .none, log.lastIndex))
         persistedIndex = log.lastIndex
         random = SeededRandom(seed: seed)
         resetElectionTimeout()
@@ -481,6 +485,11 @@ public struct RaftNode<Payload: RaftPayload>: Sendable {
         heartbeatElapsedTicks = 0
         // Entries of earlier terms commit only through one of the leader's own term (§5.4.2). An empty or fully
         // committed log needs none: a fresh partition still starts at offset 0 and a quiet failover leaves no gap.
+        // The only voter of a group holds the only copy of its log: whatever of it is durable cannot be replaced by
+        // another leader, so it is committed as it stands (a restarted single node adds no batch).
+        if peers.isEmpty, persistedIndex > commitIndex, persistedIndex >= firstIndex(log) - 1 {
+            advanceCommit(to: persistedIndex)
+        }
         if lastIndex(log) > commitIndex {
             let entry = Entry<Payload>(term: term, firstIndex: next, lastIndex: next, content: .leaderChange)
             overlay.write(truncateAfter: nil, entries: [entry], log)

@@ -40,6 +40,12 @@ public struct Proposal: Equatable, Sendable {
     public var offsets: ClosedRange<Offset>
     /// The leader's term when it accepted them.
     public var term: Term
+
+    /// Names records at `offsets` appended in `term`.
+    public init(offsets: ClosedRange<Offset>, term: Term) {
+        self.offsets = offsets
+        self.term = term
+    }
 }
 
 /// The outcome of waiting for a proposal's commit.
@@ -110,6 +116,7 @@ public final class ReplicaEngine<Token> {
     /// The core's view of the log.
     public let reader: PartitionLogReader
     let hardStateStore: HardStateStore
+    let io: any FileIO
     let transport: any RaftTransport
     let flush: (FlushRequest) -> Void
     private(set) var raft: RaftNode<BatchPayload>
@@ -122,6 +129,13 @@ public final class ReplicaEngine<Token> {
     public var onCommitOutcomes: ([CommitOutcome<Token>]) -> Void = { _ in }
     /// Called when the high watermark moves (fetch requests waiting for data).
     public var onHighWatermark: (Offset) -> Void = { _ in }
+    /// Called with the bytes of every entry written to the log (a proposal on the leader, a replicated entry on
+    /// a follower, a LEADER_CHANGE batch), after the write: whole record batches with their final offsets. The
+    /// broker keeps its idempotent-producer state with it on every replica.
+    public var onAppended: (ByteBuffer) -> Void = { _ in }
+    /// Called after the log lost its tail from the given offset (a follower's conflicting entries truncated, or
+    /// the whole log reset to start there): state derived from the log must be rebuilt.
+    public var onLogCut: (Offset) -> Void = { _ in }
 
     var waiters = CommitWaiters<Token>()
     /// How many log writes had to wait for a running flush (for tests and metrics).
@@ -161,6 +175,22 @@ public final class ReplicaEngine<Token> {
         } catch {
             throw .failed("open \(directory): \(error)")
         }
+        if !opened.report.wasClean {
+            // After a crash the batches recovery kept above the recovery point may sit only in the page cache
+            // (the process died, the machine did not). Raft counts the whole recovered log as durable (a vote
+            // and every acknowledgement rest on it), so it is fsynced before the replica starts.
+            do throws(FileIOError) {
+                for segment in opened.log.segmentInfos where segment.nextOffset > opened.report.recoveryPoint {
+                    let file = try io.open(segment.path, mode: .existing)
+                    defer { io.close(file) }
+                    try io.sync(file)
+                }
+                try io.syncDirectory(directory)
+            } catch {
+                try? opened.log.close()
+                throw .failed("fsync of the recovered log in \(directory): \(error)")
+            }
+        }
         do throws(LogError) {
             (reader, epochCacheReport) = try PartitionLogReader.open(log: opened.log, io: io)
         } catch {
@@ -180,7 +210,10 @@ public final class ReplicaEngine<Token> {
         self.flush = flush
         self.now = now
         recovery = opened.report
-        raft = RaftNode(configuration: configuration, hardState: hardState, log: reader, seed: seed)
+        let committed = CommitCheckpoint.load(io: io, directory: directory)
+        raft = RaftNode(
+            configuration: configuration, hardState: hardState, log: reader, seed: seed, knownCommitted: committed)
+        self.io = io
         highWatermark = raft.commitIndex.offset.advanced(by: 1)
     }
 
@@ -202,6 +235,12 @@ public final class ReplicaEngine<Token> {
     public var waitingForFlush: Bool { flushInFlight != nil || held != nil || log.needsFlush }
     /// Tokens waiting for a commit.
     public var waitingCount: Int { waiters.count }
+    /// On the leader, the offset one past what each other voter is known to hold (its match index + 1); nil on a
+    /// follower. Follower lag is the leader's log end minus this.
+    public var followerEndOffsets: [NodeID: Offset]? {
+        guard case .leader(let state) = raft.role else { return nil }
+        return state.progress.filter { $0.key != raft.id }.mapValues { $0.match.offset.advanced(by: 1) }
+    }
 
     // MARK: - Calls in
 
@@ -273,14 +312,17 @@ public final class ReplicaEngine<Token> {
             onCommitOutcomes([CommitOutcome(token: token, result: .failure(.failed(failure)))])
             return
         }
-        guard raft.isLeader, raft.term == proposal.term else {
-            if proposal.offsets.upperBound.index <= raft.commitIndex,
-                reader.term(at: proposal.offsets.upperBound.index) == proposal.term
-            {
-                onCommitOutcomes([CommitOutcome(token: token, result: .success(proposal))])
-            } else {
-                onCommitOutcomes([CommitOutcome(token: token, result: .failure(.notLeader(leader: raft.leader)))])
-            }
+        let last = proposal.offsets.upperBound.index
+        let held = reader.term(at: last) == proposal.term
+        if last <= raft.commitIndex {
+            let result: Result<Proposal, ReplicaError> = held ? .success(proposal) : .failure(.notLeader(leader: nil))
+            onCommitOutcomes([CommitOutcome(token: token, result: result)])
+            return
+        }
+        // An entry of an earlier term still in the leader's log (a producer's retry of a batch the previous leader
+        // appended) commits with the leader's own entries: wait for it like any other while it keeps its term.
+        guard raft.isLeader, held, last <= raft.lastIndex(reader) else {
+            onCommitOutcomes([CommitOutcome(token: token, result: .failure(.notLeader(leader: raft.leader)))])
             return
         }
         waiters.register(token, for: proposal)
@@ -332,9 +374,17 @@ public final class ReplicaEngine<Token> {
         return result
     }
 
-    /// Closes the log (after the shell has completed any flush in flight).
+    /// Closes the log (after the shell has completed any flush in flight): the last appends are fsynced, and the
+    /// commit index is kept for the next start (`CommitCheckpoint`).
     public func close() throws(LogError) {
         try log.close()
+        guard failure == nil else { return }
+        let committed = min(raft.commitIndex, reader.lastIndex)
+        do throws(FileIOError) {
+            try CommitCheckpoint.save(committed, io: io, directory: log.directory)
+        } catch {
+            // Only an optimisation: the next start finds no commit index and proceeds as after a crash.
+        }
     }
 
     // MARK: - Carrying out Ready
@@ -402,10 +452,12 @@ public final class ReplicaEngine<Token> {
                 try log.truncate(from: from)
                 try reader.noteTruncated(from: from)
                 emit(waiters.fail(after: index.offset, .notLeader(leader: raft.leader)))
+                onLogCut(from)
             }
         case .reset(let start, let prevTerm):
             try reader.reset(start: start.offset, prevTerm: prevTerm, now: now)
             emit(waiters.fail(after: (start - 1).offset, .notLeader(leader: raft.leader)))
+            onLogCut(start.offset)
         }
         for entry in write.entries {
             let bytes: ByteBuffer
@@ -421,6 +473,7 @@ public final class ReplicaEngine<Token> {
                 "the log appended \(result.firstOffset)...\(result.lastOffset), Raft's entry is "
                     + "\(entry.firstIndex)...\(entry.lastIndex)")
             try reader.noteAppended(term: entry.term, at: entry.firstIndex.offset)
+            onAppended(bytes)
         }
         if case .reset(let start, let prevTerm) = write.cut {
             // The reset is durable already: Raft may count the (empty) log up to `start - 1`.

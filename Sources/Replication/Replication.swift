@@ -50,7 +50,7 @@ public struct GroupID: Hashable, Comparable, Sendable, CustomStringConvertible {
 extension Term {
     /// The term as a batch's `partitionLeaderEpoch`. Terms never reach 2^31 in practice; one that did would be
     /// a broken invariant.
-    var epoch: Int32 {
+    public var epoch: Int32 {
         precondition(value <= UInt64(Int32.max), "term \(value) does not fit a partitionLeaderEpoch")
         return Int32(value)
     }
@@ -58,12 +58,12 @@ extension Term {
 
 extension LogIndex {
     /// The same position as a Kafka offset (no translation: they are the same number).
-    var offset: Offset { Offset(value) }
+    public var offset: Offset { Offset(value) }
 }
 
 extension Offset {
     /// The same position as a Raft index.
-    var index: LogIndex { LogIndex(value) }
+    public var index: LogIndex { LogIndex(value) }
 }
 
 /// Why bytes are not a valid entry payload.

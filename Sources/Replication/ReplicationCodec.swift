@@ -8,6 +8,40 @@ public enum PeerFrame: Sendable {
     case message(ReplicationMessage)
     /// Heartbeats (or their answers) of many groups between two nodes, sent once per tick.
     case heartbeats(CoalescedHeartbeats)
+    /// A request between two nodes' brokers, or its answer (forwarded controller commands); the body is the
+    /// broker's to interpret.
+    case rpc(PeerRPC)
+}
+
+/// A request from one node's broker to another's, or its answer: an opaque body matched by `id`.
+public struct PeerRPC: Sendable {
+    /// A request or the reply to one.
+    public enum Kind: UInt8, Sendable {
+        /// Asks the receiver to do something; it answers with a `.reply` carrying the same id.
+        case request = 1
+        /// Answers the sender's request `id`.
+        case reply = 2
+    }
+
+    /// Request or reply.
+    public var kind: Kind
+    /// Chosen by the requester; the reply carries it back.
+    public var id: UInt64
+    /// The sending node.
+    public var from: NodeID
+    /// The receiving node.
+    public var to: NodeID
+    /// What the broker encoded (at most `ReplicationCodec.rpcBodyBytesMax` bytes).
+    public var body: ByteBuffer
+
+    /// Describes one request or reply.
+    public init(kind: Kind, id: UInt64, from: NodeID, to: NodeID, body: ByteBuffer) {
+        self.kind = kind
+        self.id = id
+        self.from = from
+        self.to = to
+        self.body = body
+    }
 }
 
 /// Why bytes from a peer are not a frame.
@@ -35,6 +69,7 @@ public enum ReplicationCodecError: Error, Equatable, Sendable {
 /// kind 1       := group | u64 from | u64 to | u64 term | u8 message kind | message body
 /// kind 2       := u64 from | u64 to | u32 count | count x (group | u64 term | u8 beat kind | [i64 commit])
 ///                 beat kind 0 = heartbeat (with commit), 1 = heartbeat response (no commit)
+/// kind 3       := u8 rpc kind (1 request, 2 reply) | u64 id | u64 from | u64 to | u32 body length | body
 /// group        := u16 topic length | topic UTF-8 | i32 partition
 /// message kind := 1 preVoteRequest: i64 lastIndex, u64 lastTerm
 ///                 2 preVoteResponse: u8 granted
@@ -61,6 +96,8 @@ public enum ReplicationCodec {
     public static let entriesMax = 1 << 16
     /// Heartbeats per coalesced frame, at most.
     public static let heartbeatsMax = 1 << 20
+    /// The largest body of a request or reply between brokers, in bytes.
+    public static let rpcBodyBytesMax = 1 << 20
 
     /// Appends the length-prefixed frame to `buffer`.
     public static func encode(_ frame: PeerFrame, into buffer: inout ByteBuffer) {
@@ -91,6 +128,15 @@ public enum ReplicationCodec {
                     buffer.writeInteger(UInt8(1))
                 }
             }
+        case .rpc(let rpc):
+            precondition(rpc.body.readableBytes <= rpcBodyBytesMax, "rpc body of \(rpc.body.readableBytes) bytes")
+            buffer.writeInteger(UInt8(3))
+            buffer.writeInteger(rpc.kind.rawValue)
+            buffer.writeInteger(rpc.id)
+            buffer.writeInteger(rpc.from.value)
+            buffer.writeInteger(rpc.to.value)
+            buffer.writeInteger(UInt32(rpc.body.readableBytes))
+            buffer.writeImmutableBuffer(rpc.body)
         }
         buffer.setInteger(UInt32(buffer.writerIndex - lengthAt - 4), at: lengthAt)
     }
@@ -212,6 +258,16 @@ public enum ReplicationCodec {
                 }
             }
             return .heartbeats(CoalescedHeartbeats(from: from, to: to, items: items))
+        case 3:
+            let rawKind = try read(UInt8.self, &body)
+            guard let kind = PeerRPC.Kind(rawValue: rawKind) else { throw .unknownKind(field: "rpc", value: rawKind) }
+            let id = try read(UInt64.self, &body)
+            let from = NodeID(try read(UInt64.self, &body))
+            let to = NodeID(try read(UInt64.self, &body))
+            let length = Int(try read(UInt32.self, &body))
+            guard length <= rpcBodyBytesMax else { throw .outOfRange(field: "rpc body length") }
+            guard let bytes = body.readSlice(length: length) else { throw .truncated }
+            return .rpc(PeerRPC(kind: kind, id: id, from: from, to: to, body: bytes))
         case let other:
             throw .unknownKind(field: "frame", value: other)
         }

@@ -130,6 +130,7 @@ final class TestCluster {
         switch frame {
         case .message(let envelope): to = Int(envelope.message.to.value) - 1
         case .heartbeats(let beats): to = Int(beats.to.value) - 1
+        case .rpc(let call): to = Int(call.to.value) - 1
         }
         if blocked[from][to] || chance(lossPercent) { return }
         var bytes = ByteBuffer()
@@ -160,6 +161,8 @@ final class TestCluster {
                 engine.receive(envelope.message, now: millis)
             case .heartbeats(let beats)?:
                 for envelope in beats.split() { engine.receive(envelope.message, now: millis) }
+            case .rpc?:
+                XCTFail("seed \(seed): replicas send no requests between brokers")
             case nil:
                 XCTFail("seed \(seed): incomplete frame")
             }
