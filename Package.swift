@@ -132,6 +132,7 @@ let package = Package(
                 "Broker",
                 "BrokerServer",
                 "KeelClient",
+                "Raft",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),

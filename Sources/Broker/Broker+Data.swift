@@ -5,17 +5,6 @@ import Records
 
 // Produce, Fetch and ListOffsets: the data path.
 
-extension PartitionHandle {
-    /// Runs `body`, which answers with a future on the engine's loop, and brings the answer back to `loop`.
-    func flatRun<Value: Sendable>(
-        on loop: any EventLoop,
-        _ body: @escaping @Sendable (PartitionEngine) -> EventLoopFuture<Value>
-    ) -> EventLoopFuture<Value> {
-        let engine = self.engine
-        return self.loop.flatSubmit { body(engine.value) }.hop(to: loop)
-    }
-}
-
 extension Broker {
     // MARK: Produce
 
@@ -75,8 +64,9 @@ extension Broker {
     {
         let acks = request.acks
         var futures: [EventLoopFuture<AppendOutcome>] = []
+        let (caughtUp, configs) = view.withLock { ($0.caughtUp, $0.topicConfigs) }
         for topic in request.topicData {
-            let state = self.topic(topic.name)
+            let config = configs[topic.name]
             for data in topic.partitionData {
                 let outcome: EventLoopFuture<AppendOutcome>
                 if ![0, 1, -1].contains(acks) {
@@ -84,18 +74,19 @@ extension Broker {
                 } else if request.transactionalId != nil {
                     // Transactions come with the group coordinator.
                     outcome = loop.makeSucceededFuture(.failure(.invalidRequest))
-                } else if let state, data.index >= 0, data.index < state.partitions.count {
-                    switch Self.prepare(data.records, config: state.config) {
+                } else if let config, let handle = partition(topic.name, data.index) {
+                    switch Self.prepare(data.records, config: config) {
                     case .refused(let code):
                         outcome = loop.makeSucceededFuture(.failure(code))
                     case .ready(let batch):
                         let timeoutMs = request.timeoutMs
-                        outcome = state.partitions[Int(data.index)].flatRun(on: loop) {
+                        outcome = handle.flatRun(on: loop) {
                             $0.append(batch.bytes, header: batch.header, acks: acks, timeoutMs: timeoutMs)
                         }
                     }
                 } else {
-                    outcome = loop.makeSucceededFuture(.failure(.unknownTopicOrPartition))
+                    outcome = loop.makeSucceededFuture(
+                        .failure(partitionMissingCode(topic: topic.name, partition: data.index, caughtUp: caughtUp)))
                 }
                 futures.append(outcome)
             }
@@ -127,12 +118,27 @@ extension Broker {
         }
     }
 
+    /// The error for a partition this node has no open replica of: NOT_LEADER_OR_FOLLOWER when the partition
+    /// exists (the client refreshes its metadata and goes to the leader; also while a replica opens, and before
+    /// this node has caught up with the metadata), UNKNOWN_TOPIC_OR_PARTITION when it does not.
+    func partitionMissingCode(topic: String, partition: Int32, caughtUp: Bool? = nil) -> ErrorCode {
+        let (known, current) = view.withLock { view in
+            (view.state.replicas(topic: topic, partition: partition) != nil, caughtUp ?? view.caughtUp)
+        }
+        return known || !current ? .notLeaderOrFollower : .unknownTopicOrPartition
+    }
+
     // MARK: Fetch
 
     func fetch(_ request: FetchRequest, correlationId: Int32, on loop: any EventLoop) -> EventLoopFuture<BrokerResponse>
     {
         let targets = request.topics.flatMap { topic in
-            topic.partitions.map { FetchOperation.Target(request: $0, handle: partition(topic.topic, $0.partition)) }
+            topic.partitions.map { asked in
+                let handle = partition(topic.topic, asked.partition)
+                return FetchOperation.Target(
+                    request: asked, handle: handle,
+                    missing: handle == nil ? partitionMissingCode(topic: topic.topic, partition: asked.partition) : .none)
+            }
         }
         let operation = FetchOperation(
             broker: self, request: request, correlationId: correlationId, targets: targets, loop: loop)
@@ -149,10 +155,10 @@ extension Broker {
             for asked in topic.partitions {
                 let index = asked.partitionIndex
                 guard let handle = partition(topic.name, index) else {
+                    let code = partitionMissingCode(topic: topic.name, partition: index)
                     futures.append(
                         loop.makeSucceededFuture(
-                            .init(partitionIndex: index, errorCode: .unknownTopicOrPartition, timestamp: -1, offset: -1)
-                        ))
+                            .init(partitionIndex: index, errorCode: code, timestamp: -1, offset: -1)))
                     continue
                 }
                 let timestamp = asked.timestamp
@@ -187,6 +193,8 @@ final class FetchOperation {
     struct Target: Sendable {
         var request: FetchRequest.Topic.Partition
         var handle: PartitionHandle?
+        /// Why there is no handle.
+        var missing: ErrorCode
     }
 
     let broker: Broker
@@ -224,7 +232,7 @@ final class FetchOperation {
         waitId = nil
         let reads = targets.map { target -> EventLoopFuture<PartitionRead> in
             guard let handle = target.handle else {
-                return loop.makeSucceededFuture(.failure(.unknownTopicOrPartition))
+                return loop.makeSucceededFuture(.failure(target.missing))
             }
             let offset = Offset(target.request.fetchOffset)
             let maxBytes = Int(max(0, target.request.partitionMaxBytes))
@@ -251,8 +259,8 @@ final class FetchOperation {
             guard let handle = target.handle else { continue }
             let wake = loop.makePromise(of: Void.self)
             let seen = read.highWatermark
-            let engine = handle.engine
-            handle.loop.execute { engine.value.waitForHighWatermark(above: seen, id: id, promise: wake) }
+            let replica = handle.replica
+            handle.loop.execute { replica.value.waitForHighWatermark(above: seen, id: id, promise: wake) }
             wake.futureResult.assumeIsolated().whenComplete { _ in self.wake(id) }
         }
     }
@@ -268,8 +276,8 @@ final class FetchOperation {
     private func cancelWaits(_ id: UInt64) {
         for target in targets {
             guard let handle = target.handle else { continue }
-            let engine = handle.engine
-            handle.loop.execute { engine.value.cancelWait(id: id) }
+            let replica = handle.replica
+            handle.loop.execute { replica.value.cancelWait(id: id) }
         }
     }
 

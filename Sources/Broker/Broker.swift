@@ -1,29 +1,33 @@
 // Broker: one node's logic, with no sockets and no wall clock.
 //
-// What this module owns: the topic registry (topics, their configs, their partitions, the
-// producer id block, all persisted through `MetadataStore`), one `PartitionEngine` per
-// partition (its log, high watermark, idempotent producer state, produce requests waiting
-// for durability, fetches waiting for data), and the Kafka API handlers: a decoded request
-// in, a `BrokerResponse` out.
+// What this module owns: the node's Raft replicas (`ReplicaHost`): the controller (group 0, `Controller`, whose
+// log holds the cluster metadata) and one `PartitionReplica` per partition replica assigned to this node; the
+// published view of the cluster metadata that every request reads; the reconciliation that opens and removes
+// partition replicas as the metadata log says; forwarding of admin commands to the controller over the cluster
+// links; the leaderships each node announces to the others; and the Kafka API handlers: a decoded request in,
+// a `BrokerResponse` out.
 //
-// What it must never do: open a socket or a file other than through its seams
-// (`BrokerEnvironment`: clock, blocking pool, metadata store, `FileIO`), read the wall
-// clock, or block an event loop on an fsync: flushes run on the blocking pool while the
-// partition goes on appending (group commit).
+// What it must never do: open a socket or a file other than through its seams (`BrokerEnvironment`: clock,
+// blocking pool, `FileIO`, `PeerTransport`), read the wall clock, or block an event loop on an fsync: flushes run
+// on the blocking pool while the partition goes on appending (group commit).
 //
-// Threads: `Broker` is `Sendable` and is called from every connection's event loop; the
-// registry sits behind a mutex touched once per request. Each partition engine lives on
-// one event loop (`NIOLoopBound`) and runs to completion there; a request hops once onto
-// it and its answer hops back to the connection's loop.
+// Threads: `Broker` is `Sendable` and is called from every connection's event loop; the shared tables sit
+// behind mutexes touched once or twice per request. Each replica lives on one event loop and runs to completion
+// there; a request hops once onto it and its answer hops back to the connection's loop.
 //
-// Main types: `Broker`, `BrokerConfig`, `TopicConfig`, `BrokerMetadata`, `BrokerResponse`,
-// `BrokerEnvironment` (the seams), `ProducerStateTable`.
+// A single node is a cluster of one voter: the same code path, with Raft groups of one that commit once their
+// entries are fsynced.
+//
+// Main types: `Broker`, `BrokerConfig`, `TopicConfig`, `BrokerResponse`, `BrokerEnvironment` (the seams),
+// `PartitionReplica`, `ReplicaHost`, `Controller`, `ProducerStateTable`.
 
 import KafkaProtocol
 import LogStorage
 import Logging
 import NIOCore
+import Raft
 import Records
+import Replication
 import Synchronization
 
 /// What the server must do with the answer to one request.
@@ -44,200 +48,177 @@ public struct BrokerShutDownError: Error, CustomStringConvertible {
     public var description: String { "the broker is shutting down" }
 }
 
-/// One partition as the registry holds it: where its engine lives.
+/// One partition replica of this node as the request path finds it: where it lives.
 final class PartitionHandle: Sendable {
-    let topic: String
-    let index: Int32
+    let group: GroupID
     let loop: any EventLoop
-    let engine: NIOLoopBound<PartitionEngine>
-    let retention: RepeatedTask
+    let replica: NIOLoopBound<PartitionReplica>
 
-    init(
-        topic: String, index: Int32, loop: any EventLoop, engine: NIOLoopBound<PartitionEngine>, retention: RepeatedTask
-    ) {
-        self.topic = topic
-        self.index = index
+    init(group: GroupID, loop: any EventLoop, replica: NIOLoopBound<PartitionReplica>) {
+        self.group = group
         self.loop = loop
-        self.engine = engine
-        self.retention = retention
+        self.replica = replica
     }
 
-    /// Runs `body` on the engine's loop and brings the answer back to `loop`.
-    func run<Value: Sendable>(on loop: any EventLoop, _ body: @escaping @Sendable (PartitionEngine) -> Value)
+    /// Runs `body` on the replica's loop and brings the answer back to `loop`.
+    func run<Value: Sendable>(on loop: any EventLoop, _ body: @escaping @Sendable (PartitionReplica) -> Value)
         -> EventLoopFuture<Value>
     {
-        let engine = self.engine
-        return self.loop.submit { body(engine.value) }.hop(to: loop)
+        let replica = self.replica
+        return self.loop.submit { body(replica.value) }.hop(to: loop)
+    }
+
+    /// Runs `body`, which answers with a future on the replica's loop, and brings the answer back to `loop`.
+    func flatRun<Value: Sendable>(
+        on loop: any EventLoop, _ body: @escaping @Sendable (PartitionReplica) -> EventLoopFuture<Value>
+    ) -> EventLoopFuture<Value> {
+        let replica = self.replica
+        return self.loop.flatSubmit { body(replica.value) }.hop(to: loop)
     }
 }
 
-/// A topic as the registry holds it.
-final class TopicState: Sendable {
-    let name: String
-    let config: TopicConfig
-    let overrides: [String: String]
-    let partitions: [PartitionHandle]
-
-    init(name: String, config: TopicConfig, overrides: [String: String], partitions: [PartitionHandle]) {
-        self.name = name
-        self.config = config
-        self.overrides = overrides
-        self.partitions = partitions
-    }
+/// The cluster metadata as this node has applied it, with what requests derive from it.
+struct ClusterView: Sendable {
+    /// The applied metadata.
+    var state = ClusterMetadataState()
+    /// Each topic's effective configuration (broker defaults with its overrides).
+    var topicConfigs: [String: TopicConfig] = [:]
+    /// True once this node's own registration of this start has been applied: everything committed before it
+    /// has been applied too, so the view is as current as the controller's was then.
+    var caughtUp = false
+    /// Bumped on every change.
+    var version: UInt64 = 0
 }
 
-struct Registry {
-    var topics: [String: TopicState] = [:]
-    /// Names being created or deleted: no second create or delete until it is done.
-    var busy: Set<String> = []
-    var generation: UInt64 = 0
-    var producerIdNext: Int64 = 0
-    var producerIdBlockEnd: Int64 = 0
-    var producerIdPersistedEnd: Int64 = 0
-
-    func snapshot() -> BrokerMetadata {
-        BrokerMetadata(
-            generation: generation,
-            topics: topics.values.sorted { $0.name < $1.name }.map {
-                BrokerMetadata.Topic(name: $0.name, partitions: Int32($0.partitions.count), overrides: $0.overrides)
-            },
-            producerIdBlockEnd: producerIdBlockEnd)
-    }
-}
-
-/// One Kafka node: the registry of topics and partitions, and the API handlers.
+/// One Kafka node: its replicas, the cluster view, and the API handlers.
 public final class Broker: Sendable {
     /// The node's settings.
     public let config: BrokerConfig
     let environment: BrokerEnvironment
     let group: any EventLoopGroup
     let logger: Logger
-    let registry = Mutex(Registry())
+    let host: ReplicaHost
+    /// Drawn at each start: a restart re-registers (a record everybody applies) even with the same addresses.
+    let incarnation: Int64
     let waitIds = Atomic<UInt64>(0)
     /// Set by `shutdown()`: from then on every request is refused.
     let isShutDown = Atomic<Bool>(false)
 
-    /// Producer ids are handed out from blocks of this size; each block is persisted before use.
+    let view = Mutex(ClusterView())
+    /// This node's partition replicas that are open, by group.
+    let partitions = Mutex<[GroupID: PartitionHandle]>([:])
+    let leaderships: LeadershipBoard
+    let controllerHandle = Mutex<ControllerHandle?>(nil)
+    let rpc = Mutex(RPCState())
+    let metadataWaiters = Mutex(MetadataWaiters())
+    let producerIds = Mutex(ProducerIdPool())
+    let reconciler: NIOLoopBoundBox<Reconciler>
+    /// The loop the controller, the reconciler and the node's timers run on.
+    let homeLoop: any EventLoop
+    let timers = Mutex<[RepeatedTask]>([])
+
+    /// Producer ids are reserved from the controller in blocks of this size.
     public static let producerIdBlockSize: Int64 = 1000
 
-    /// Creates a node whose partition engines live on `group`'s event loops.
+    /// Creates a node whose replicas live on `group`'s event loops.
     public init(config: BrokerConfig, environment: BrokerEnvironment, group: any EventLoopGroup, logger: Logger) {
         self.config = config
         self.environment = environment
         self.group = group
         self.logger = logger
+        var random = SeededRandom(seed: environment.seed ^ 0x5EED_1234)
+        self.incarnation = Int64(bitPattern: random.next() & 0x7fff_ffff_ffff_ffff)
+        let board = LeadershipBoard(nodeID: NodeID(UInt64(config.nodeId)))
+        self.leaderships = board
+        self.host = ReplicaHost(
+            nodeID: NodeID(UInt64(config.nodeId)), timings: config.raft, seed: environment.seed, group: group,
+            peers: environment.peers, blocking: environment.blocking, io: environment.fileIO,
+            clock: environment.clock, logger: logger, onLeadershipChange: { board.noteLocal($0) })
+        self.homeLoop = host.loop(for: Controller.group)
+        self.reconciler = NIOLoopBoundBox.makeBoxSendingValue(Reconciler(), eventLoop: homeLoop)
     }
+
+    /// This node's id as Raft knows it.
+    var nodeID: NodeID { NodeID(UInt64(config.nodeId)) }
+
+    /// The controller's voters (every node of the cluster).
+    var voters: [NodeID] { config.voters.map { NodeID(UInt64($0)) } }
 
     // MARK: Start and stop
 
-    /// Opens every partition of `metadata`'s topics (recovering their logs) and resumes
-    /// producer id allocation after the persisted block. Call once, before serving.
-    public func start(from metadata: BrokerMetadata) -> EventLoopFuture<Void> {
-        let loop = group.next()
-        registry.withLock {
-            $0.generation = metadata.generation
-            $0.producerIdNext = metadata.producerIdBlockEnd
-            $0.producerIdBlockEnd = metadata.producerIdBlockEnd
-            $0.producerIdPersistedEnd = metadata.producerIdBlockEnd
-        }
-        let opened = metadata.topics.map { topic -> EventLoopFuture<TopicState> in
-            let config: TopicConfig
-            do throws(TopicConfigError) {
-                config = try self.config.topicDefaults.applying(topic.overrides)
-            } catch {
-                logger.warning("topic \(topic.name): stored config refused (\(error)); using the defaults")
-                config = self.config.topicDefaults
-            }
-            return openTopic(
-                name: topic.name, partitions: topic.partitions, config: config,
-                overrides: topic.overrides, on: loop)
-        }
-        return EventLoopFuture.whenAllSucceed(opened, on: loop).map { topics in
-            self.registry.withLock { registry in
-                for topic in topics { registry.topics[topic.name] = topic }
-            }
-            self.logger.info("broker started with \(topics.count) topics")
+    /// Starts the replica host, opens the controller's replica (recovering its log), and starts registering this
+    /// node with the controller. Partition replicas open as the replayed metadata assigns them. Call once,
+    /// before serving.
+    public func start() -> EventLoopFuture<Void> {
+        let loop = homeLoop
+        return host.start(on: loop).flatMap {
+            self.openController()
+        }.map {
+            self.startTimers()
+            self.logger.info(
+                "node \(self.config.nodeId) started: voters \(self.config.voters), incarnation \(self.incarnation)")
         }
     }
 
-    /// Closes every partition: each flushes (on the blocking pool) and closes its log; the
-    /// produce requests waiting for an acknowledgement are answered and the waiting fetches
-    /// are woken (they then answer at once). Requests that arrive afterwards are refused.
+    /// True once the node has applied its own registration: its view of the cluster is current, and its
+    /// partition replicas are opening.
+    public var isCaughtUp: Bool { view.withLock { $0.caughtUp } }
+
+    /// Waits (polling on the node's loop) until `isCaughtUp`, or fails after `timeoutMs`.
+    public func waitUntilCaughtUp(timeoutMs: Int64) -> EventLoopFuture<Void> {
+        let promise = homeLoop.makePromise(of: Void.self)
+        let deadline = environment.clock.now().value + timeoutMs
+        @Sendable func poll() {
+            if isCaughtUp {
+                promise.succeed(())
+            } else if environment.clock.now().value >= deadline {
+                promise.fail(BrokerStartError(description: "the node did not catch up with the cluster metadata"))
+            } else {
+                homeLoop.scheduleTask(in: .milliseconds(10)) { poll() }
+            }
+        }
+        homeLoop.execute { poll() }
+        return promise.futureResult
+    }
+
+    /// Before a graceful shutdown: hands every leadership of this node (partitions and the controller) to
+    /// another voter, waiting at most `timeoutMs`; completes with the groups still led.
+    public func transferLeadershipsAway(timeoutMs: Int64) -> EventLoopFuture<[String]> {
+        host.transferLeadershipsAway(timeoutMs: timeoutMs, on: homeLoop).map { $0.map(\.description) }
+    }
+
+    /// Closes every replica: each flushes (on the blocking pool) and closes its log; the produce requests
+    /// waiting for an acknowledgement are answered and the waiting fetches are woken (they then answer at once).
+    /// Requests that arrive afterwards are refused.
     public func shutdown() -> EventLoopFuture<Void> {
-        let loop = group.next()
         isShutDown.store(true, ordering: .sequentiallyConsistent)
-        let topics = registry.withLock { registry -> [TopicState] in
-            let all = Array(registry.topics.values)
-            registry.topics.removeAll()
-            return all
+        for timer in timers.withLock({ timers -> [RepeatedTask] in
+            defer { timers = [] }
+            return timers
+        }) {
+            timer.cancel()
         }
-        let closed = topics.flatMap(\.partitions).map { close($0, on: loop) }
-        return EventLoopFuture.andAllComplete(closed, on: loop)
-    }
-
-    func close(_ handle: PartitionHandle, on loop: any EventLoop) -> EventLoopFuture<Void> {
-        handle.retention.cancel()
-        let engine = handle.engine
-        return handle.loop.flatSubmit { engine.value.close() }.hop(to: loop)
-    }
-
-    func partitionDirectory(topic: String, partition: Int32) -> String {
-        config.dataDirectory + "/" + topic + "-" + String(partition)
-    }
-
-    func openTopic(
-        name: String, partitions: Int32, config topicConfig: TopicConfig, overrides: [String: String],
-        on loop: any EventLoop
-    ) -> EventLoopFuture<TopicState> {
-        let logConfig = topicConfig.logConfig(flushPolicy: config.flushPolicy)
-        let environment = self.environment
-        let logger = self.logger
-        let retentionMs = config.retentionCheckIntervalMs
-        let handles = (0..<partitions).map { index -> EventLoopFuture<PartitionHandle> in
-            let engineLoop = group.next()
-            let directory = partitionDirectory(topic: name, partition: index)
-            return engineLoop.submit { () throws -> PartitionHandle in
-                let engine = try PartitionEngine(
-                    topic: name, partition: index, directory: directory, config: logConfig, loop: engineLoop,
-                    environment: environment, logger: logger)
-                let bound = NIOLoopBound(engine, eventLoop: engineLoop)
-                let retention = engineLoop.scheduleRepeatedTask(
-                    initialDelay: .milliseconds(retentionMs), delay: .milliseconds(retentionMs)
-                ) { _ in bound.value.applyRetention() }
-                return PartitionHandle(topic: name, index: index, loop: engineLoop, engine: bound, retention: retention)
-            }.hop(to: loop)
+        partitions.withLock { $0.removeAll() }
+        controllerHandle.withLock { $0 = nil }
+        let pending = rpc.withLock { state -> [EventLoopPromise<ControllerResult>] in
+            defer { state.pending = [:] }
+            return Array(state.pending.values)
         }
-        return EventLoopFuture.whenAllComplete(handles, on: loop).flatMapThrowing { results in
-            var opened: [PartitionHandle] = []
-            var failure: (any Error)?
-            for result in results {
-                switch result {
-                case .success(let handle): opened.append(handle)
-                case .failure(let error): failure = failure ?? error
-                }
-            }
-            if let failure {
-                // Close what did open, so that a failed creation leaves no open files behind.
-                for handle in opened { _ = self.close(handle, on: loop) }
-                throw failure
-            }
-            return TopicState(name: name, config: topicConfig, overrides: overrides, partitions: opened)
-        }
+        for promise in pending { promise.succeed(.failure(.notController(controller: nil))) }
+        return host.shutdown(on: homeLoop)
     }
 
-    func topic(_ name: String) -> TopicState? {
-        registry.withLock { $0.topics[name] }
+    func partitionDirectory(_ group: GroupID) -> String {
+        config.dataDirectory + "/" + group.topic + "-" + String(group.partition)
     }
 
     func partition(_ topic: String, _ index: Int32) -> PartitionHandle? {
-        guard let state = self.topic(topic), index >= 0, index < state.partitions.count else { return nil }
-        return state.partitions[Int(index)]
+        partitions.withLock { $0[GroupID(topic: topic, partition: index)] }
     }
 
     // MARK: Dispatch
 
-    /// Answers one decoded request. Called on the connection's event loop `loop`; the
-    /// future completes there.
+    /// Answers one decoded request. Called on the connection's event loop `loop`; the future completes there.
     public func handle(_ request: DecodedRequest, on loop: any EventLoop) -> EventLoopFuture<BrokerResponse> {
         guard !isShutDown.load(ordering: .sequentiallyConsistent) else {
             return loop.makeFailedFuture(BrokerShutDownError())
@@ -310,4 +291,10 @@ public final class Broker: Sendable {
             return now(ListGroupsResponse(errorCode: .coordinatorNotAvailable, groups: []))
         }
     }
+}
+
+/// The node could not start.
+public struct BrokerStartError: Error, CustomStringConvertible {
+    /// One line.
+    public var description: String
 }

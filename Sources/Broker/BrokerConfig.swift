@@ -152,8 +152,19 @@ public struct BrokerConfig: Sendable {
     public var retentionCheckIntervalMs: Int64
     /// The largest request frame accepted (`socket.request.max.bytes`).
     public var requestBytesMax: Int
-    /// Metadata's `cluster_id`.
+    /// Metadata's `cluster_id`; peers of another cluster are refused.
     public var clusterId: String
+    /// The controller's voters: every node of the cluster, this one included (`--voters`).
+    public var voters: [Int32]
+    /// The host peers reach this node's cluster port on (registered with the controller).
+    public var clusterHost: String
+    /// The cluster port (Raft traffic between nodes); 0 until the server knows the port it bound.
+    public var clusterPort: Int32
+    /// Replicas of a topic created with replication factor -1 (`default.replication.factor`), at most the
+    /// number of registered nodes.
+    public var defaultReplicationFactor: Int16
+    /// Raft's tick and timeouts, for every group.
+    public var raft: RaftTimings
 
     /// A single node with Kafka's defaults.
     public init(
@@ -167,7 +178,12 @@ public struct BrokerConfig: Sendable {
         flushPolicy: FlushPolicy = .fsync,
         retentionCheckIntervalMs: Int64 = 300_000,
         requestBytesMax: Int = 100 * 1024 * 1024,
-        clusterId: String = "keel"
+        clusterId: String = "keel",
+        voters: [Int32]? = nil,
+        clusterHost: String = "127.0.0.1",
+        clusterPort: Int32 = 0,
+        defaultReplicationFactor: Int16 = 3,
+        raft: RaftTimings = RaftTimings()
     ) {
         self.nodeId = nodeId
         self.advertisedHost = advertisedHost
@@ -180,6 +196,11 @@ public struct BrokerConfig: Sendable {
         self.retentionCheckIntervalMs = retentionCheckIntervalMs
         self.requestBytesMax = requestBytesMax
         self.clusterId = clusterId
+        self.voters = voters ?? [nodeId]
+        self.clusterHost = clusterHost
+        self.clusterPort = clusterPort
+        self.defaultReplicationFactor = defaultReplicationFactor
+        self.raft = raft
     }
 
     /// Throws a sentence naming the first setting out of range.
@@ -195,6 +216,16 @@ public struct BrokerConfig: Sendable {
             throw TopicConfigError("retention check interval must be >= 1 ms")
         }
         guard requestBytesMax >= 1024 else { throw TopicConfigError("request bytes max must be >= 1024") }
+        guard voters.contains(nodeId) else {
+            throw TopicConfigError("--voters \(voters) must include this node's --id \(nodeId)")
+        }
+        guard Set(voters).count == voters.count, voters.allSatisfy({ $0 >= 0 }) else {
+            throw TopicConfigError("--voters must name distinct node ids >= 0")
+        }
+        guard (1...Int16(1000)).contains(defaultReplicationFactor) else {
+            throw TopicConfigError("default replication factor \(defaultReplicationFactor) must be in 1...1000")
+        }
+        if let problem = raft.problem { throw TopicConfigError(problem) }
         do throws(LogError) {
             try topicDefaults.logConfig(flushPolicy: flushPolicy).validate()
         } catch {
@@ -207,6 +238,7 @@ public struct BrokerConfig: Sendable {
         [
             ("auto.create.topics.enable", String(autoCreateTopics)),
             ("broker.id", String(nodeId)),
+            ("default.replication.factor", String(defaultReplicationFactor)),
             ("compression.type", topicDefaults.compression.rawValue),
             ("log.dirs", dataDirectory),
             ("log.flush.policy", flushPolicy == .fsync ? "fsync" : "none"),
@@ -219,42 +251,5 @@ public struct BrokerConfig: Sendable {
             ("num.partitions", String(defaultPartitions)),
             ("socket.request.max.bytes", String(requestBytesMax)),
         ]
-    }
-}
-
-/// The broker's durable metadata: topics with their overrides, and the producer id block.
-public struct BrokerMetadata: Sendable, Equatable, Codable {
-    /// One topic as stored.
-    public struct Topic: Sendable, Equatable, Codable {
-        /// The topic name.
-        public var name: String
-        /// The number of partitions.
-        public var partitions: Int32
-        /// The configs set at creation (Kafka names); everything else follows the broker defaults.
-        public var overrides: [String: String]
-
-        /// Creates a record.
-        public init(name: String, partitions: Int32, overrides: [String: String]) {
-            self.name = name
-            self.partitions = partitions
-            self.overrides = overrides
-        }
-    }
-
-    /// The format version of the file.
-    public var version: Int
-    /// Increases with every change, so that a store never lets an older snapshot win.
-    public var generation: UInt64
-    /// The topics, by name.
-    public var topics: [Topic]
-    /// Producer ids below this may have been handed out; after a restart allocation resumes here.
-    public var producerIdBlockEnd: Int64
-
-    /// Creates a snapshot.
-    public init(version: Int = 1, generation: UInt64 = 0, topics: [Topic] = [], producerIdBlockEnd: Int64 = 0) {
-        self.version = version
-        self.generation = generation
-        self.topics = topics
-        self.producerIdBlockEnd = producerIdBlockEnd
     }
 }

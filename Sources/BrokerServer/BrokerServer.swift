@@ -2,16 +2,17 @@
 // the real clock, signals and graceful shutdown.
 //
 // What this module owns: `BrokerService` (a swift-service-lifecycle `Service` that starts
-// the event loops, the blocking pool, the broker and the listener, and on SIGTERM/SIGINT
-// stops accepting, closes connections, flushes and closes every log), the per-connection
+// the event loops, the blocking pool, the cluster links (`PeerNetwork`), the broker and the
+// client listener, and on SIGTERM/SIGINT hands its leaderships to other nodes, stops
+// accepting, closes connections, flushes and closes every log), the per-connection
 // `KafkaConnectionHandler` (framing, in-order answers to pipelined requests, file regions
 // for fetches), and the real implementations of the broker's seams (`SystemClock`,
-// `ThreadPoolExecutor`, `FileMetadataStore`).
+// `ThreadPoolExecutor`, `PeerNetwork` as the `PeerTransport`, `DataDirectory`).
 //
 // What it must never do: hold protocol logic (that is `Broker`'s), or block an event loop
 // on an fsync (flushes and metadata writes run on the blocking pool).
 //
-// Main types: `BrokerServerConfig`, `BrokerService`.
+// Main types: `BrokerServerConfig`, `BrokerService`, `PeerNetwork`.
 
 import Broker
 import KafkaProtocol
@@ -19,6 +20,8 @@ import LogStorage
 import Logging
 import NIOCore
 import NIOPosix
+import Raft
+import Replication
 import ServiceLifecycle
 import Synchronization
 import UnixSignals
@@ -31,26 +34,43 @@ public struct BrokerServerConfig: Sendable {
     public var listenHost: String
     /// The port to bind; 0 picks a free one (printed on standard output).
     public var listenPort: Int
+    /// The cluster port's address (`--cluster-listen`); port 0 picks a free one (only for a single voter).
+    public var clusterListen: PeerAddress
+    /// Every voter and its cluster address (`--voters`); nil for a cluster of this node alone.
+    public var voters: VoterList?
     /// Event loop threads (`--threads`).
     public var eventLoopThreads: Int
-    /// Threads of the blocking pool (fsync, metadata writes).
+    /// Threads of the blocking pool (fsync, directory removal).
     public var blockingThreads: Int
+    /// How long SIGTERM waits for this node's leaderships to move to other nodes, in milliseconds.
+    public var leadershipTransferTimeoutMs: Int64
 
     /// One node on 127.0.0.1:9092 with one event loop per core.
     public init(
         broker: BrokerConfig = BrokerConfig(),
         listenHost: String = "127.0.0.1",
         listenPort: Int = 9092,
+        clusterListen: PeerAddress = PeerAddress(host: "127.0.0.1", port: 0),
+        voters: VoterList? = nil,
         eventLoopThreads: Int = System.coreCount,
-        blockingThreads: Int = 2
+        blockingThreads: Int = 2,
+        leadershipTransferTimeoutMs: Int64 = 5_000
     ) {
         self.broker = broker
         self.listenHost = listenHost
         self.listenPort = listenPort
+        self.clusterListen = clusterListen
+        self.voters = voters
         self.eventLoopThreads = eventLoopThreads
         self.blockingThreads = blockingThreads
+        self.leadershipTransferTimeoutMs = leadershipTransferTimeoutMs
     }
+
+    /// True when other nodes are named: the node talks over the cluster port.
+    var hasPeers: Bool { (voters?.addresses.count ?? 1) > 1 }
 }
+
+extension PeerNetwork: PeerTransport {}
 
 /// One Kafka node as a service: runs until graceful shutdown, then closes everything cleanly.
 public final class BrokerService: Service {
@@ -98,8 +118,10 @@ public final class BrokerService: Service {
     }
 
     private func serve(group: MultiThreadedEventLoopGroup, pool: NIOThreadPool) async throws {
-        let store = FileMetadataStore(directory: config.broker.dataDirectory, pool: pool)
-        let metadata = try await pool.runIfActive { try store.prepareAndLoad() }
+        let dataDirectory = config.broker.dataDirectory
+        let nodeId = config.broker.nodeId
+        let clusterId = config.broker.clusterId
+        try await pool.runIfActive { try DataDirectory.prepare(dataDirectory, nodeId: nodeId, clusterId: clusterId) }
         let brokerBox = Mutex<Broker?>(nil)
         let logger = self.logger
         let frameBytesMax = config.broker.requestBytesMax
@@ -128,31 +150,74 @@ public final class BrokerService: Service {
         let port = server.localAddress?.port ?? config.listenPort
         var brokerConfig = config.broker
         if brokerConfig.advertisedPort == 0 { brokerConfig.advertisedPort = Int32(port) }
+
+        // The cluster links: only when other voters are named.
+        let me = NodeID(UInt64(max(0, nodeId)))
+        let network: PeerNetwork?
+        if config.hasPeers, let voters = config.voters {
+            let networkConfig = PeerNetworkConfig(
+                nodeID: me, clusterID: clusterId, voters: voters, listen: config.clusterListen)
+            do throws(PeerConfigError) {
+                try networkConfig.validate()
+            } catch {
+                try? await server.close()
+                throw error
+            }
+            network = PeerNetwork(config: networkConfig, group: group, logger: logger)
+        } else {
+            network = nil
+        }
+        let own = config.voters?.addresses[me] ?? config.clusterListen
+        brokerConfig.clusterHost = own.host
+        brokerConfig.clusterPort = Int32(own.port)
+        brokerConfig.voters = config.voters?.nodeIDs.map { Int32(truncatingIfNeeded: $0.value) } ?? [nodeId]
         let environment = BrokerEnvironment(
-            clock: SystemClock(), blocking: ThreadPoolExecutor(pool: pool), metadataStore: store,
-            fileIO: PosixFileIO())
+            clock: SystemClock(), blocking: ThreadPoolExecutor(pool: pool), fileIO: PosixFileIO(),
+            peers: network ?? NoPeers(), seed: UInt64.random(in: 0...UInt64.max),
+            removeDirectory: { try DataDirectory.removeDirectory($0) })
         let broker = Broker(config: brokerConfig, environment: environment, group: group, logger: logger)
         do {
-            try await broker.start(from: metadata).get()
+            try await broker.start().get()
+            try await network?.start { frames, peer in broker.deliver(frames, from: peer) }
         } catch {
             try? await server.close()
+            await network?.shutdown()
+            try? await broker.shutdown().get()
             throw error
         }
         brokerBox.withLock { $0 = broker }
         try await server.setOption(.autoRead, value: true).get()
         let advertised = "\(brokerConfig.advertisedHost):\(brokerConfig.advertisedPort)"
-        let data = brokerConfig.dataDirectory
-        logger.info("listening on \(config.listenHost):\(port), advertised as \(advertised), data in \(data)")
+        logger.info("listening on \(config.listenHost):\(port), advertised as \(advertised), data in \(dataDirectory)")
+        if network == nil {
+            // A cluster of one elects itself at once: announce when it serves.
+            try? await broker.waitUntilCaughtUp(timeoutMs: 30_000).get()
+        }
         // Tests and scripts read the bound port from this line.
         Self.announce("keel broker listening on \(config.listenHost):\(port)\n")
+        if network != nil {
+            broker.waitUntilCaughtUp(timeoutMs: Int64.max / 4).whenSuccess {
+                Self.announce("keel broker ready: node \(nodeId) has caught up with the cluster metadata\n")
+            }
+        }
+
+        let status = StatusFile(directory: dataDirectory, broker: broker, nodeId: nodeId).start(on: group.next())
 
         try? await gracefulShutdown()
 
+        status.cancel()
+
+        if network != nil {
+            logger.info("shutting down: handing leaderships to other nodes")
+            let kept = (try? await broker.transferLeadershipsAway(timeoutMs: config.leadershipTransferTimeoutMs).get())
+            if let kept, !kept.isEmpty { logger.warning("still leading \(kept.count) groups: \(kept.prefix(5))") }
+        }
         logger.info("shutting down: closing the listener and \(connections.withLock { $0.count }) connections")
         try? await server.close()
         let open = connections.withLock { Array($0.values) }
         for channel in open { try? await channel.close() }
         try await broker.shutdown().get()
+        await network?.shutdown()
         logger.info("all logs flushed and closed")
         // The requests of the connections closed above are still being answered: the closed
         // partitions answered their waiting produces and woke their long-polling fetches, which

@@ -34,106 +34,86 @@ public struct ThreadPoolExecutor: BlockingExecutor {
     }
 }
 
-/// A failed step of writing or reading the metadata file.
-public struct MetadataFileError: Error, CustomStringConvertible {
-    /// What failed, on which path.
+/// A data directory that cannot be used.
+public struct DataDirectoryError: Error, CustomStringConvertible {
+    /// What is wrong, and what to do.
     public var description: String
 }
 
-/// `BrokerMetadata` as JSON in `<data-dir>/metadata.json`, replaced atomically: temp file,
-/// fsync, rename, fsync of the directory. Writes are serialised and a snapshot older than
-/// the last one written is skipped, so the file only moves forward.
-public final class FileMetadataStore: MetadataStore {
-    /// The metadata file's name inside the data directory.
-    public static let fileName = "metadata.json"
+/// The node's data directory: `node.id` records which node of which cluster it belongs to, so that a node
+/// started on another node's data (or another cluster's) refuses to run instead of corrupting both; partition
+/// directories whose deletion was interrupted are finished off at start.
+public enum DataDirectory {
+    /// The identity file's name.
+    public static let identityFileName = "node.id"
     /// The suffix a partition directory gets while it is being deleted.
     public static let deletedSuffix = ".deleted"
 
-    let directory: String
-    let path: String
-    let pool: NIOThreadPool
-    let lastWritten = Mutex<UInt64?>(nil)
-
-    /// A store in `directory` whose blocking work runs on `pool`.
-    public init(directory: String, pool: NIOThreadPool) {
-        self.directory = directory
-        self.path = directory + "/" + Self.fileName
-        self.pool = pool
-    }
-
-    /// Creates the data directory if needed, removes partition directories whose deletion
-    /// was interrupted, and reads the metadata (empty on a fresh directory). Blocking.
-    public func prepareAndLoad() throws -> BrokerMetadata {
+    /// Creates the directory if needed, checks (or writes) its identity, and removes half-deleted partition
+    /// directories. Blocking.
+    public static func prepare(_ directory: String, nodeId: Int32, clusterId: String) throws {
         let files = FileManager.default
         try files.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        for name in try files.contentsOfDirectory(atPath: directory) where name.hasSuffix(Self.deletedSuffix) {
+        for name in try files.contentsOfDirectory(atPath: directory) where name.hasSuffix(deletedSuffix) {
             try files.removeItem(atPath: directory + "/" + name)
         }
-        try? files.removeItem(atPath: path + ".tmp")
-        guard files.fileExists(atPath: path) else { return BrokerMetadata() }
-        let data = try Data(contentsOf: URL(fileURLWithPath: path))
-        let metadata = try JSONDecoder().decode(BrokerMetadata.self, from: data)
-        lastWritten.withLock { $0 = metadata.generation }
-        return metadata
-    }
-
-    /// Writes `metadata` on the pool unless a newer snapshot was written already.
-    public func save(_ metadata: BrokerMetadata, on loop: any EventLoop) -> EventLoopFuture<Void> {
-        pool.runIfActive(eventLoop: loop) { try self.write(metadata) }
-    }
-
-    func write(_ metadata: BrokerMetadata) throws {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-        let bytes = try encoder.encode(metadata)
-        try lastWritten.withLock { last in
-            if let last, last > metadata.generation { return }
-            let temp = path + ".tmp"
-            try Self.writeDurably(bytes, to: temp)
-            guard rename(temp, path) == 0 else {
-                throw MetadataFileError(description: "rename \(temp): errno \(errno)")
+        let path = directory + "/" + identityFileName
+        let identity = "cluster.id=\(clusterId)\nnode.id=\(nodeId)\n"
+        if files.fileExists(atPath: path) {
+            let found = (try? String(contentsOfFile: path, encoding: .utf8)) ?? ""
+            guard found == identity else {
+                let shown = found.split(separator: "\n").joined(separator: ", ")
+                throw DataDirectoryError(
+                    description: """
+                        \(directory) belongs to \(shown), not to cluster.id=\(clusterId), node.id=\(nodeId): \
+                        give this node its own --data-dir
+                        """)
             }
-            try Self.syncDirectory(directory)
-            last = metadata.generation
+            return
         }
+        try? files.removeItem(atPath: path + ".tmp")
+        try writeDurably(Data(identity.utf8), to: path + ".tmp")
+        guard rename(path + ".tmp", path) == 0 else {
+            throw DataDirectoryError(description: "rename \(path).tmp: errno \(errno)")
+        }
+        try syncDirectory(directory)
+    }
+
+    /// Renames `path` out of the way (atomic, made durable), then removes it and everything in it. Blocking.
+    public static func removeDirectory(_ path: String) throws {
+        let files = FileManager.default
+        guard files.fileExists(atPath: path) else { return }
+        let doomed = path + deletedSuffix
+        try? files.removeItem(atPath: doomed)
+        try files.moveItem(atPath: path, toPath: doomed)
+        let parent = (path as NSString).deletingLastPathComponent
+        try syncDirectory(parent.isEmpty ? "." : parent)
+        try files.removeItem(atPath: doomed)
     }
 
     static func writeDurably(_ bytes: Data, to path: String) throws {
         let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
-        guard fd >= 0 else { throw MetadataFileError(description: "open \(path): errno \(errno)") }
+        guard fd >= 0 else { throw DataDirectoryError(description: "open \(path): errno \(errno)") }
         defer { close(fd) }
         try bytes.withUnsafeBytes { raw in
+            guard let base = raw.baseAddress else { return }
             var done = 0
             while done < raw.count {
-                let n = Foundation.write(fd, raw.baseAddress! + done, raw.count - done)
+                let n = Foundation.write(fd, base + done, raw.count - done)
                 if n < 0 {
                     if errno == EINTR { continue }
-                    throw MetadataFileError(description: "write \(path): errno \(errno)")
+                    throw DataDirectoryError(description: "write \(path): errno \(errno)")
                 }
                 done += n
             }
         }
-        guard fsync(fd) == 0 else { throw MetadataFileError(description: "fsync \(path): errno \(errno)") }
+        guard fsync(fd) == 0 else { throw DataDirectoryError(description: "fsync \(path): errno \(errno)") }
     }
 
     static func syncDirectory(_ path: String) throws {
         let fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        guard fd >= 0 else { throw MetadataFileError(description: "open \(path): errno \(errno)") }
+        guard fd >= 0 else { throw DataDirectoryError(description: "open \(path): errno \(errno)") }
         defer { close(fd) }
-        guard fsync(fd) == 0 else { throw MetadataFileError(description: "fsync \(path): errno \(errno)") }
-    }
-
-    /// Renames the directory out of the way (atomic), then removes it and everything in it.
-    public func removePartitionDirectory(_ path: String, on loop: any EventLoop) -> EventLoopFuture<Void> {
-        let directory = self.directory
-        return pool.runIfActive(eventLoop: loop) {
-            let files = FileManager.default
-            guard files.fileExists(atPath: path) else { return }
-            let doomed = path + Self.deletedSuffix
-            try? files.removeItem(atPath: doomed)
-            try files.moveItem(atPath: path, toPath: doomed)
-            try Self.syncDirectory(directory)
-            try files.removeItem(atPath: doomed)
-        }
+        guard fsync(fd) == 0 else { throw DataDirectoryError(description: "fsync \(path): errno \(errno)") }
     }
 }

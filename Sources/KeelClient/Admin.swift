@@ -21,20 +21,23 @@ public struct ConfigEntry: Sendable, Equatable {
 }
 
 extension KeelClient {
-    /// Creates `name` with `partitions` partitions of `replicationFactor` replicas and `configs` overrides.
+    /// Creates `name` with `partitions` partitions of `replicationFactor` replicas (-1: the broker's default) and
+    /// `configs` overrides.
     ///
     /// Sent to the controller when the metadata names one, else to any broker. Throws
     /// `.broker(TOPIC_ALREADY_EXISTS, …)` if the topic exists.
     public func createTopic(
         _ name: String,
         partitions: Int32 = 1,
-        replicationFactor: Int16 = 1,
+        replicationFactor: Int16 = -1,
         configs: [String: String] = [:],
         timeoutMs: Int32 = 30_000
     ) async throws(KeelClientError) {
         guard !name.isEmpty else { throw .invalidArgument("a topic name must not be empty") }
         guard partitions >= 1 else { throw .invalidArgument("a topic needs at least one partition") }
-        guard replicationFactor >= 1 else { throw .invalidArgument("the replication factor must be at least 1") }
+        guard replicationFactor >= 1 || replicationFactor == -1 else {
+            throw .invalidArgument("the replication factor must be at least 1 (or -1: the broker's default)")
+        }
         let request = CreateTopicsRequest(
             topics: [
                 CreateTopicsRequest.Topic(

@@ -4,11 +4,17 @@ import Broker
 import BrokerServer
 import LogStorage
 import Logging
+import Raft
 
 struct BrokerCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "broker",
-        abstract: "Run one Keel node that serves Kafka clients (default 127.0.0.1:9092, data under ./.keel/)."
+        abstract: "Run one Keel node that serves Kafka clients (default 127.0.0.1:9092, data under ./.keel/).",
+        discussion: """
+            Alone, a node is a cluster of one. To run a cluster, start every node with the same --voters list \
+            (id@host:port of each node's cluster port) and its own --id, --listen, --cluster-listen and \
+            --data-dir; cluster/up does this for a local cluster.
+            """
     )
 
     @Option(name: .customLong("id"), help: "This node's id.")
@@ -22,6 +28,18 @@ struct BrokerCommand: AsyncParsableCommand {
 
     @Option(help: "The address clients are told to connect to, host:port (default: the listen address).")
     var advertisedListener: String?
+
+    @Option(help: "The cluster port (Raft traffic between nodes), host:port (default: this node's --voters entry).")
+    var clusterListen: String?
+
+    @Option(help: "Every node of the cluster: id@host:port of its cluster port, comma-separated (default: this node alone).")
+    var voters: String?
+
+    @Option(help: "The cluster's name; nodes of another cluster are refused.")
+    var clusterId = "keel"
+
+    @Option(help: "Replicas of a topic created without a replication factor (default.replication.factor).")
+    var defaultReplicationFactor: Int16 = 3
 
     @Option(help: "Event loop threads (default: one per core).")
     var threads: Int?
@@ -81,7 +99,7 @@ struct BrokerCommand: AsyncParsableCommand {
         let topicDefaults = TopicConfig(
             retentionMs: logRetentionMs, retentionBytes: logRetentionBytes, segmentBytes: logSegmentBytes,
             maxMessageBytes: messageMaxBytes, compression: compression)
-        let broker = BrokerConfig(
+        var broker = BrokerConfig(
             nodeId: nodeId, advertisedHost: advertisedHost, advertisedPort: Int32(advertisedPort),
             dataDirectory: dataDir ?? ".keel/node-\(nodeId)", autoCreateTopics: autoCreate,
             defaultPartitions: defaultPartitions, topicDefaults: topicDefaults, flushPolicy: policy,
@@ -91,7 +109,39 @@ struct BrokerCommand: AsyncParsableCommand {
         } catch {
             throw CommandError(error.description)
         }
-        var config = BrokerServerConfig(broker: broker, listenHost: listenHost, listenPort: listenPort)
+        var voterList: VoterList?
+        if let voters {
+            do throws(VotersError) {
+                voterList = try VoterList.parse(voters)
+            } catch {
+                throw CommandError(error.description)
+            }
+        }
+        let me = NodeID(UInt64(max(0, nodeId)))
+        if let voterList, voterList.addresses[me] == nil {
+            throw CommandError("--voters does not name this node's --id \(nodeId); add \(nodeId)@host:port")
+        }
+        let clusterAddress: PeerAddress
+        if let clusterListen {
+            do throws(VotersError) {
+                clusterAddress = try PeerAddress.parse(clusterListen, allowPortZero: voterList == nil)
+            } catch {
+                throw CommandError("--cluster-listen: \(error.description.replacingOccurrences(of: "--voters: ", with: ""))")
+            }
+        } else {
+            clusterAddress = voterList?.addresses[me] ?? PeerAddress(host: listenHost, port: 0)
+        }
+        broker.clusterId = clusterId
+        broker.defaultReplicationFactor = defaultReplicationFactor
+        broker.voters = voterList?.nodeIDs.map { Int32(truncatingIfNeeded: $0.value) } ?? [nodeId]
+        do throws(TopicConfigError) {
+            try broker.validate()
+        } catch {
+            throw CommandError(error.description)
+        }
+        var config = BrokerServerConfig(
+            broker: broker, listenHost: listenHost, listenPort: listenPort, clusterListen: clusterAddress,
+            voters: voterList)
         if let threads {
             guard threads >= 1, threads <= 256 else { throw CommandError("--threads \(threads) must be in 1...256") }
             config.eventLoopThreads = threads

@@ -23,8 +23,8 @@ struct TopicCreate: AsyncParsableCommand {
     @Option(name: .long, help: "Number of partitions.")
     var partitions: Int32 = 1
 
-    @Option(name: .long, help: "Replicas per partition.")
-    var replicationFactor: Int16 = 1
+    @Option(name: .long, help: "Replicas per partition (default: the cluster's default.replication.factor).")
+    var replicationFactor: Int16?
 
     @Option(
         name: .customLong("config"), help: "A topic configuration, key=value (repeatable), e.g. retention.ms=60000.")
@@ -32,14 +32,16 @@ struct TopicCreate: AsyncParsableCommand {
 
     func run() async throws {
         guard partitions >= 1 else { throw CommandError("--partitions must be at least 1") }
-        guard replicationFactor >= 1 else { throw CommandError("--replication-factor must be at least 1") }
+        if let replicationFactor, replicationFactor < 1 {
+            throw CommandError("--replication-factor must be at least 1")
+        }
         let entries = try parseKeyValues(configs, option: "--config")
         var configMap: [String: String] = [:]
         for (key, value) in entries { configMap[key] = value }
         let client = try options.makeClient()
         do {
             try await client.createTopic(
-                name, partitions: partitions, replicationFactor: replicationFactor, configs: configMap)
+                name, partitions: partitions, replicationFactor: replicationFactor ?? -1, configs: configMap)
         } catch {
             throw options.explain(error, topic: name)
         }

@@ -41,43 +41,48 @@ final class BrokerEngineTests: XCTestCase {
         func now() -> Milliseconds { Milliseconds(1_700_000_000_000) }
     }
 
-    final class MemoryStore: MetadataStore {
-        let saved = Mutex<[BrokerMetadata]>([])
-        func save(_ metadata: BrokerMetadata, on loop: any EventLoop) -> EventLoopFuture<Void> {
-            saved.withLock { $0.append(metadata) }
-            return loop.makeSucceededFuture(())
-        }
-        func removePartitionDirectory(_ path: String, on loop: any EventLoop) -> EventLoopFuture<Void> {
-            loop.makeSucceededFuture(())
-        }
-    }
-
     var directory = ""
     let loop = EmbeddedEventLoop()
     let executor = ManualExecutor()
-    let store = MemoryStore()
     var broker: Broker?
+
+    /// Runs the loop and the blocking pool, advancing time by a tick, until `condition` holds (bounded).
+    private func pump(_ what: String, _ condition: () throws -> Bool) throws {
+        for _ in 0..<400 {
+            loop.run()
+            executor.runAll()
+            loop.run()
+            if try condition() { return }
+            loop.advanceTime(by: .milliseconds(10))
+        }
+        throw TestFailure("never happened: \(what)")
+    }
 
     override func setUpWithError() throws {
         directory = try makeTemporaryDirectory("engine")
         let environment = BrokerEnvironment(
-            clock: FixedClock(), blocking: executor, metadataStore: store, fileIO: PosixFileIO())
+            clock: FixedClock(), blocking: executor, fileIO: PosixFileIO(), seed: 42,
+            removeDirectory: { try FileManager.default.removeItem(atPath: $0) })
         let broker = Broker(
             config: BrokerConfig(dataDirectory: directory), environment: environment, group: loop,
             logger: Logger(label: "test"))
         self.broker = broker
-        let started = broker.start(from: BrokerMetadata())
-        loop.run()
+        let started = broker.start()
+        try pump("the start") { isDone(started) }
         _ = try value(started)
-        let created: CreateTopicsResponse = try ask(
+        try pump("the node catching up") { broker.isCaughtUp }
+        let created = try send(
             CreateTopicsRequest(
                 topics: [.init(name: "t", numPartitions: 1, replicationFactor: 1, assignments: [], configs: [])],
-                timeoutMs: 1000, validateOnly: false), version: 3)
-        XCTAssertEqual(created.topics.first?.errorCode, ErrorCode.none)
-        XCTAssertEqual(store.saved.withLock { $0.last?.topics.map(\.name) }, ["t"])
-        // The new partition's first flush (segment file and directory entry).
-        executor.runAll()
-        loop.run()
+                timeoutMs: 1000, validateOnly: false), version: 3
+        ) { .createTopics($0) }
+        try pump("the creation") { isDone(created) }
+        let answer = try decode(try value(created), as: CreateTopicsResponse.self, version: 3)
+        XCTAssertEqual(answer.topics.first?.errorCode, ErrorCode.none)
+        // The new partition elects itself and makes its empty log durable.
+        try pump("the partition's leader") {
+            executor.pendingCount == 0 && (try? latestAnswer())?.errorCode == ErrorCode.none
+        }
     }
 
     override func tearDownWithError() throws {
@@ -137,13 +142,17 @@ final class BrokerEngineTests: XCTestCase {
         return try decode(try value(future, "\(R.self)"), as: R.Response.self, version: version)
     }
 
-    private func latest() throws -> Int64 {
+    private func latestAnswer() throws -> ListOffsetsResponse.Topic.Partition {
         let answer = try ask(
             ListOffsetsRequest(
                 replicaId: -1, isolationLevel: 0,
                 topics: [.init(name: "t", partitions: [.init(partitionIndex: 0, timestamp: -1)])]),
             version: 2)
-        return try XCTUnwrap(answer.topics.first?.partitions.first).offset
+        return try XCTUnwrap(answer.topics.first?.partitions.first)
+    }
+
+    private func latest() throws -> Int64 {
+        try latestAnswer().offset
     }
 
     private func produce(acks: Int16, count: Int, timeoutMs: Int32 = 30_000) throws -> EventLoopFuture<BrokerResponse> {

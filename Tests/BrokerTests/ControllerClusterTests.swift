@@ -119,6 +119,7 @@ final class ControllerCluster {
         switch frame {
         case .message(let envelope): to = Int(envelope.message.to.value) - 1
         case .heartbeats(let beats): to = Int(beats.to.value) - 1
+        case .rpc(let call): to = Int(call.to.value) - 1
         }
         if isolated.contains(from) || isolated.contains(to) { return }
         var bytes = ByteBuffer()
@@ -140,6 +141,7 @@ final class ControllerCluster {
                 case .message(let envelope)?: controller.receive(envelope.message, now: millis)
                 case .heartbeats(let beats)?:
                     for envelope in beats.split() { controller.receive(envelope.message, now: millis) }
+                case .rpc?: XCTFail("seed \(seed): controllers send no requests between brokers")
                 case nil: XCTFail("seed \(seed): incomplete frame")
                 }
             } catch {

@@ -70,7 +70,7 @@ final class LifecycleTests: XCTestCase {
         let after = try connection.roundTrip(
             InitProducerIdRequest(transactionalId: nil, transactionTimeoutMs: 1000), version: 1)
         XCTAssertGreaterThan(after.producerId, before.producerId, "producer ids are unique across restarts")
-        XCTAssertFalse(second.log.contains("partition recovered"), "a graceful stop leaves nothing to recover")
+        XCTAssertFalse(second.log.contains("partition recovered"), "a graceful stop leaves nothing to recover: \(second.log)")
 
         let deleted = try connection.roundTrip(DeleteTopicsRequest(topicNames: ["kept"], timeoutMs: 1000), version: 1)
         XCTAssertEqual(deleted.responses.first?.errorCode, ErrorCode.none)

@@ -1,8 +1,9 @@
 // Replicas of several groups on three nodes in one process, over real TCP on loopback and real files: the
 // ReplicaHost + PeerNetwork pair that a broker runs, with a node shut down and restarted over its directories.
-import Broker
+@testable import Broker
 @testable import BrokerServer
 import Foundation
+import KafkaProtocol
 import LogStorage
 import Logging
 import NIOCore
@@ -39,35 +40,83 @@ final class PeerTestNode: Sendable {
                 nodeID: id, clusterID: clusterID, voters: voters, listen: listen, reconnectBackoffMsMin: 20,
                 reconnectBackoffMsMax: 200, handshakeTimeoutMsMax: 2000),
             group: loops, logger: logger)
+        let leadershipChanges = self.leadershipChanges
         host = ReplicaHost(
-            config: ReplicaHostConfig(nodeID: id, tickIntervalMs: 20, seed: id.value &* 7919),
-            network: network, group: loops, pool: pool, io: PosixFileIO(), clock: SystemClock(), logger: logger,
-            onLeadershipChange: { [leadershipChanges] change in leadershipChanges.append(change) })
+            nodeID: id, timings: RaftTimings(tickIntervalMs: 20), seed: id.value &* 7919, group: loops,
+            peers: network, blocking: ThreadPoolExecutor(pool: pool), io: PosixFileIO(), clock: SystemClock(),
+            logger: logger, onLeadershipChange: { change in leadershipChanges.append(change) })
     }
 
     func start(groups: [GroupID], voters: [NodeID]) async throws {
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        try await host.start()
+        try await host.start(on: loops.next()).get()
+        let host = self.host
+        try await network.start { frames, peer in
+            var envelopes: [ReplicationMessage] = []
+            for frame in frames {
+                switch frame {
+                case .message(let envelope): envelopes.append(envelope)
+                case .heartbeats(let beats): envelopes += beats.split()
+                case .rpc: break
+                }
+            }
+            host.deliver(envelopes, from: peer)
+        }
         for group in groups {
-            try await host.addGroup(
-                group, voters: voters, directory: directory + "/\(group)", logConfig: LogConfig(segmentBytesMax: 8192)
-            ).get()
+            try await addGroup(group, voters: voters, directory: directory + "/\(group)", logConfig: LogConfig(segmentBytesMax: 8192)).get()
+        }
+    }
+
+    func addGroup(_ group: GroupID, voters: [NodeID], directory: String, logConfig: LogConfig) -> EventLoopFuture<Void> {
+        var logger = Logger(label: "node-\(id)")
+        logger.logLevel = .info
+        let logging = logger
+        return host.addGroup(group, voters: voters, campaign: false) { context in
+            try PartitionReplica(
+                group: group, directory: directory, logConfig: logConfig, io: PosixFileIO(), context: context,
+                clock: SystemClock(), logger: logging)
         }
     }
 
     func stop() async {
-        await host.shutdown()
+        _ = try? await host.shutdown(on: loops.next()).get()
+        await network.shutdown()
         try? await pool.shutdownGracefully()
         try? await loops.shutdownGracefully()
     }
 
     func status(_ group: GroupID) async -> ReplicaStatus? {
-        try? await host.status(of: group).get()
+        try? await host.withReplica(group) { $0.status(voters: []) }.get()
+    }
+
+    /// The groups hosted now.
+    func groups() async -> [GroupID] {
+        (try? await host.statuses(on: loops.next()).get().map(\.group)) ?? []
+    }
+
+    /// Appends `batch` on this node's replica of `group` and waits for its commit (acks=all).
+    func propose(_ batch: ByteBuffer, to group: GroupID, waitForCommit: Bool) -> EventLoopFuture<AppendOutcome> {
+        let loop = host.loop(for: group)
+        return host.withReplica(group) { replica -> PartitionHandle in
+            guard let partition = replica as? PartitionReplica else { throw TestFailure("not a partition") }
+            return PartitionHandle(group: group, loop: loop, replica: NIOLoopBound(partition, eventLoop: loop))
+        }.flatMap { handle in
+            handle.flatRun(on: loop) { replica -> EventLoopFuture<AppendOutcome> in
+                guard let header = try? RecordBatchHeader.read(from: batch, at: batch.readerIndex) else {
+                    return loop.makeSucceededFuture(AppendOutcome.failure(.corruptMessage))
+                }
+                return replica.append(batch, header: header, acks: waitForCommit ? -1 : 1, timeoutMs: 3000)
+            }
+        }.flatMapThrowing { (outcome: AppendOutcome) -> AppendOutcome in
+            guard outcome.errorCode == .none else { throw TestFailure("append refused: \(outcome.errorCode)") }
+            return outcome
+        }
     }
 
     /// The committed bytes of the group's log, CRC-checked.
     func committedBytes(_ group: GroupID) async throws -> [UInt8] {
-        try await host.withEngine(group) { engine -> [UInt8] in
+        try await host.withReplica(group) { replica -> [UInt8] in
+            guard let engine = (replica as? PartitionReplica)?.engine else { return [] }
             guard engine.log.logStartOffset < engine.highWatermark else { return [] }
             let read = try engine.readVerified(from: engine.log.logStartOffset, maxBytes: Int.max / 2)
             return Array(read.bytes.readableBytesView)
@@ -190,13 +239,13 @@ final class PeerTestCluster {
     }
 
     /// Produces `batch` with acks=all on the group's leader, retrying through leader changes until `seconds` pass.
-    func produceCommitted(_ group: GroupID, _ tag: String, seconds: Double = 8) async throws -> Proposal {
+    func produceCommitted(_ group: GroupID, _ tag: String, seconds: Double = 8) async throws -> AppendOutcome {
         let deadline = Date().addingTimeInterval(seconds)
         var lastError: (any Error)?
         while Date() < deadline {
             if let leader = await leader(of: group), let node = nodes[leader] {
                 do {
-                    return try await withDeadline(seconds: 3, node.host.propose(
+                    return try await withDeadline(seconds: 3, node.propose(
                         try peerBatch(tag), to: group, waitForCommit: true))
                 } catch {
                     lastError = error
@@ -220,7 +269,6 @@ final class PeerTestCluster {
             guard let first = statuses.first,
                 statuses.allSatisfy({
                     $0.highWatermark == first.highWatermark && $0.logEndOffset == first.highWatermark
-                        && !$0.waitingForFlush
                 })
             else { return false }
             var all: [[UInt8]] = []
@@ -311,7 +359,7 @@ final class PeerNetworkTests: XCTestCase {
             let leaving = try await cluster.waitForLeader(of: groups[0])
             guard let node = cluster.nodes[leaving] else { throw TestFailure("node \(leaving) is not running") }
             _ = try await cluster.produceCommitted(groups[0], "before")
-            let stillLed = await node.host.transferLeadershipsAway(timeoutMs: 5000)
+            let stillLed = try await node.host.transferLeadershipsAway(timeoutMs: 5000, on: node.loops.next()).get()
             XCTAssertEqual(stillLed, [])
             for group in groups.prefix(2) {
                 let leader = try await cluster.waitForLeader(of: group)
@@ -342,11 +390,11 @@ final class PeerNetworkTests: XCTestCase {
             for id in cluster.ids { try await cluster.start(id) }
             _ = try await cluster.produceCommitted(kept, "kept")
             for node in cluster.nodes.values {
-                try await node.host.addGroup(
+                try await node.addGroup(
                     added, voters: cluster.ids, directory: node.directory + "/\(added)", logConfig: LogConfig()
                 ).get()
             }
-            let first = cluster.nodes[NodeID(1)]?.host
+            let first = cluster.nodes[NodeID(1)]
             let twice = first?.addGroup(added, voters: cluster.ids, directory: "/nonexistent", logConfig: LogConfig())
             await XCTAssertThrowsAsync(try await twice?.get(), .groupExists(added))
             let elsewhere = GroupID(topic: "elsewhere", partition: 0)
@@ -360,15 +408,15 @@ final class PeerNetworkTests: XCTestCase {
             // Appends without waiting, then removal at once: the engine closes after its flush.
             let leader = try await cluster.waitForLeader(of: added)
             for k in 0..<5 {
-                let host = cluster.nodes[leader]?.host
-                _ = try? await host?.propose(try peerBatch("late\(k)"), to: added, waitForCommit: false).get()
+                let node = cluster.nodes[leader]
+                _ = try? await node?.propose(try peerBatch("late\(k)"), to: added, waitForCommit: false).get()
             }
             for node in cluster.nodes.values {
                 try await withDeadline(seconds: 5, node.host.removeGroup(added))
-                let hosted = await node.host.groups()
+                let hosted = await node.groups()
                 XCTAssertEqual(hosted, [kept])
                 do {
-                    _ = try await node.host.status(of: added).get()
+                    _ = try await node.host.withReplica(added) { _ in () }.get()
                     XCTFail("status of a removed group")
                 } catch {
                     XCTAssertEqual(error as? ReplicaHostError, .unknownGroup(added))

@@ -22,18 +22,23 @@ public struct TopicMetadata: Hashable, Sendable {
     public var overrides: [String: String]
     /// Last reported leaders, by partition (absent: never reported).
     public var leaders: [Int32: PartitionLeader]
+    /// Tells this topic from an earlier (deleted) one of the same name: the number of partitions created in the
+    /// cluster before it, unique to each creation. Partition directories carry it.
+    public var uid: Int64
 
     /// The number of partitions.
     public var partitionCount: Int32 { Int32(assignment.count) }
 
     /// Describes a topic.
     public init(
-        name: String, assignment: [[Int32]], overrides: [String: String], leaders: [Int32: PartitionLeader] = [:]
+        name: String, assignment: [[Int32]], overrides: [String: String], leaders: [Int32: PartitionLeader] = [:],
+        uid: Int64 = 0
     ) {
         self.name = name
         self.assignment = assignment
         self.overrides = overrides
         self.leaders = leaders
+        self.uid = uid
     }
 }
 
@@ -83,7 +88,8 @@ public struct ClusterMetadataState: Hashable, Sendable {
             nodes[node.id] = node
         case .topicCreated(let name, let assignment, let overrides):
             guard topics[name] == nil else { return }
-            topics[name] = TopicMetadata(name: name, assignment: assignment, overrides: overrides)
+            topics[name] = TopicMetadata(
+                name: name, assignment: assignment, overrides: overrides, uid: partitionsCreatedCount)
             partitionsCreatedCount += Int64(assignment.count)
         case .topicDeleted(let name):
             topics[name] = nil

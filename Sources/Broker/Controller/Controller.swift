@@ -270,3 +270,37 @@ public final class Controller {
         }
     }
 }
+
+/// The controller as the replica host runs it: group 0's slot.
+extension Controller: HostedReplica {
+    var leader: NodeID? { engine.leader }
+    var term: Term { engine.term }
+    var isLeader: Bool { engine.isLeader }
+
+    func campaign() {
+        engine.campaign()
+        afterEngine()
+    }
+
+    func transferLeadership(to target: NodeID) throws(TransferError) {
+        try engine.transferLeadership(to: target)
+        afterEngine()
+    }
+
+    func close() {
+        failAll(.notController(controller: nil))
+        do throws(LogError) {
+            try engine.close()
+        } catch {
+            // Nothing more can be done: the log is closed either way.
+        }
+    }
+
+    func status(voters: [NodeID]) -> ReplicaStatus {
+        ReplicaStatus(
+            group: engine.group, isLeader: engine.isLeader, leader: engine.leader, term: engine.term, voters: voters,
+            highWatermark: engine.highWatermark, logStartOffset: engine.log.logStartOffset,
+            logEndOffset: engine.log.logEndOffset, followerEndOffsets: engine.followerEndOffsets,
+            failure: engine.failure ?? failure)
+    }
+}

@@ -599,6 +599,7 @@ final class PeerConnectionHandler: ChannelInboundHandler {
             switch frame {
             case .message(let envelope): (from, to) = (envelope.message.from, envelope.message.to)
             case .heartbeats(let beats): (from, to) = (beats.from, beats.to)
+            case .rpc(let rpc): (from, to) = (rpc.from, rpc.to)
             }
             guard from == link.peer, to == network.config.nodeID else {
                 fail(PeerProtocolError.misaddressed(from: from, to: to), context: context)
