@@ -155,6 +155,9 @@ final class BrokerProcess {
 
     var bootstrap: String { "127.0.0.1:\(port)" }
 
+    /// What the broker printed on standard output so far.
+    var stdout: String { stdoutText.value.withLock { $0 } }
+
     var log: String { (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "" }
 
     /// Sends `signal` and waits for the process to exit; returns its status.
