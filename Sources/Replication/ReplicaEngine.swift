@@ -202,6 +202,8 @@ public final class ReplicaEngine<Token> {
     public var waitingForFlush: Bool { flushInFlight != nil || held != nil || log.needsFlush }
     /// Tokens waiting for a commit.
     public var waitingCount: Int { waiters.count }
+    /// Peer messages the Raft core dropped as invalid (`InvalidMessage`); the shell may log its growth.
+    public var invalidMessageCount: Int { raft.invalidMessageCount }
 
     // MARK: - Calls in
 
