@@ -537,27 +537,50 @@ struct LogLoader {
             try checkName(segment)
             segment.dropIndexEntries(fromPosition: start + 1, fromOffset: expected.advanced(by: 1))
             segment.maxTimestamp = segment.timeIndex.last?.maxTimestamp ?? noTimestamp
+            // The batches before `start` end at the entry's offset. The walk moves the end on
+            // only past a good batch, so when the batch at the entry is already torn (the
+            // recovery point sits exactly on an index entry and the crash lost the first
+            // unsynced batch), the end must be this, not the base offset the segment was
+            // opened with: that would drop everything durable before it and make the next
+            // append reuse offsets.
+            segment.nextOffset = expected
         }
         let interval = config.indexIntervalBytes
         var batches = 0
         var bytes = 0
         var firstScanned: Offset?
-        let result: (position: Int, stop: WalkStop?)
-        do throws(FileIOError) {
-            result = try walkBatches(
-                io: io, file: segment.file, from: start, end: segment.size, expected: expected, verifyCRC: true,
-                window: &window
-            ) { position, header in
-                segment.noteBatch(at: position, header: header, indexIntervalBytes: interval)
-                if header.lastOffset >= recoveryPoint {
-                    if firstScanned == nil { firstScanned = header.firstOffset }
-                    batches += 1
-                    bytes += header.totalSize
+        var result: (position: Int, stop: WalkStop?)
+        var staleIndex: String?
+        while true {
+            do throws(FileIOError) {
+                result = try walkBatches(
+                    io: io, file: segment.file, from: start, end: segment.size, expected: expected, verifyCRC: true,
+                    window: &window
+                ) { position, header in
+                    segment.noteBatch(at: position, header: header, indexIntervalBytes: interval)
+                    if header.lastOffset >= recoveryPoint {
+                        if firstScanned == nil { firstScanned = header.firstOffset }
+                        batches += 1
+                        bytes += header.totalSize
+                    }
+                    return true
                 }
-                return true
+            } catch {
+                throw .io(error)
             }
-        } catch {
-            throw .io(error)
+            // A scan resumed at an index entry that stops below the recovery point met bytes
+            // that were durable: the index file (never fsynced) may be stale. Distrust it and
+            // scan the whole segment before cutting anything.
+            guard start > 0, let stop = result.stop, segment.nextOffset < recoveryPoint else { break }
+            staleIndex =
+                "the scan from the index entry at position \(start) stopped at offset \(segment.nextOffset), "
+                + "below the recovery point (\(stop.reason)); rescanned the whole segment"
+            start = 0
+            expected = segment.baseOffset
+            batches = 0
+            bytes = 0
+            firstScanned = nil
+            segment.resetIndexes(nowMs: now.value)
         }
         try checkFirstBatch(segment, stop: result.stop, at: result.position)
         if batches > 0 || result.stop != nil {
@@ -596,7 +619,7 @@ struct LogLoader {
         segment.timeEntriesOnDisk = loaded == nil ? sameTime : 0
         segment.indexFilesNeedCut = loaded != nil || same < loadedIndex.count || sameTime < loadedTimeIndex.count
         if segment.index != loadedIndex || segment.timeIndex != loadedTimeIndex || loaded != nil {
-            let reason = loaded ?? "entries past the recovery point did not match the log"
+            let reason = loaded ?? staleIndex ?? "entries past the recovery point did not match the log"
             report.indexesRebuilt.append(.init(segment: segment.logPath, reason: reason))
         }
         return result.stop != nil

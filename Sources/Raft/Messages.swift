@@ -119,3 +119,39 @@ public protocol RaftLogReader<Payload> {
     /// bytes (at least one entry when `index` is held). Empty when `index` is beyond the last index.
     func entries(from index: LogIndex, countMax: Int, bytesMax: Int) -> [Entry<Payload>]
 }
+
+/// Why `RaftNode.step` dropped a message: it decodes, but no correct peer could have sent it to this node in
+/// its situation (a bug, version skew, a misrouted or corrupted-but-checksummed frame). The node neither trusts
+/// nor answers it; its term, vote, log and commit index are as if it never arrived. The shell may count it and
+/// log it at a rate limit; it must not crash on it.
+public enum InvalidMessage: Error, Equatable, Sendable, CustomStringConvertible {
+    /// Addressed to another node.
+    case misrouted(to: NodeID)
+    /// From this node itself, or from a node that is not a voter of the group.
+    case notAVoter(NodeID)
+    /// A term above `Term.max`, or an index outside `LogIndex.none ... LogIndex.max`.
+    case outOfRange(String)
+    /// Inconsistent in itself: entries that do not chain from the previous index, terms out of order or above
+    /// the message's term, a payload that does not cover its entry.
+    case malformed(String)
+    /// Claims to lead a term in which this node leads, or knows another leader.
+    case secondLeader(NodeID)
+    /// Would undo committed entries, or names batches whose boundaries differ from this node's entries of the
+    /// same term (one leader per term writes each range once, so they cannot differ).
+    case contradictsLog(String)
+    /// An answer about entries this leader never had.
+    case beyondLog(String)
+
+    /// One line for the shell's log.
+    public var description: String {
+        switch self {
+        case .misrouted(let to): "addressed to n\(to)"
+        case .notAVoter(let from): "from n\(from), not another voter of the group"
+        case .outOfRange(let why): "out of range: \(why)"
+        case .malformed(let why): "malformed: \(why)"
+        case .secondLeader(let from): "n\(from) claims a leadership this node knows to be another's"
+        case .contradictsLog(let why): "contradicts the log: \(why)"
+        case .beyondLog(let why): "beyond the log: \(why)"
+        }
+    }
+}

@@ -77,6 +77,8 @@ public struct RaftNode<Payload: RaftPayload>: Sendable {
     /// The highest index of this node's log known durable (and still part of the log); below the log start
     /// while a log reset is not yet durable.
     public private(set) var persistedIndex: LogIndex
+    /// Messages `step` dropped as invalid since the node started (see `InvalidMessage`).
+    public private(set) var invalidMessageCount = 0
 
     private var overlay = LogOverlay<Payload>()
     private var outbox: [Message<Payload>] = []
@@ -279,14 +281,55 @@ public struct RaftNode<Payload: RaftPayload>: Sendable {
     }
 
     /// Handles one message from another node of the group.
-    public mutating func step(_ message: Message<Payload>, log: some RaftLogReader<Payload>) {
-        precondition(message.to == id, "a message reached the wrong node")
-        guard message.from != id, configuration.voters.contains(message.from) else { return }
+    ///
+    /// A message that no correct peer could have sent (see `InvalidMessage`) is dropped: nothing in it is
+    /// trusted, nothing is answered, and the reason is returned (and counted in `invalidMessageCount`) for the
+    /// shell to log. Stale messages (an older term, an answer to a round that is over) are not invalid; they are
+    /// ignored or answered as Raft says, and `step` returns nil.
+    @discardableResult
+    public mutating func step(_ message: Message<Payload>, log: some RaftLogReader<Payload>) -> InvalidMessage? {
+        let invalid = stepChecked(message, log)
+        if invalid != nil { invalidMessageCount += 1 }
+        return invalid
+    }
+
+    private mutating func stepChecked(_ message: Message<Payload>, _ log: some RaftLogReader<Payload>)
+        -> InvalidMessage?
+    {
+        guard message.to == id else { return .misrouted(to: message.to) }
+        guard message.from != id, configuration.voters.contains(message.from) else {
+            return .notAVoter(message.from)
+        }
+        if let invalid = Self.checkFields(message) { return invalid }
+        // Appends and resets are planned against the log before anything changes, so that one refused as
+        // invalid changes nothing, not even the term.
+        var appendPlan: AppendPlan?
+        var resetPlan: ResetPlan?
+        if message.term >= term {
+            switch message.kind {
+            case .append(let prevLastIndex, let prevTerm, let entries, _):
+                switch planAppend(prevLastIndex: prevLastIndex, prevTerm: prevTerm, entries: entries, log) {
+                case .success(let plan): appendPlan = plan
+                case .failure(let invalid): return invalid
+                }
+            case .resetLog(let start, let prevTerm, _):
+                switch planReset(start: start, prevTerm: prevTerm, log) {
+                case .success(let plan): resetPlan = plan
+                case .failure(let invalid): return invalid
+                }
+            default: break
+            }
+        }
         if message.term > term {
             switch message.kind {
             case .preVoteRequest, .voteRequest(_, _, transfer: false):
                 // Check-quorum's lease: while this node hears from a leader, nobody can take its vote away.
-                if inLease { return }
+                if inLease { return nil }
+            case .voteResponse(granted: true):
+                // Votes are granted in the candidate's term, and this node never was in that one.
+                return .malformed("a vote granted in term \(message.term), above this node's term \(term)")
+            case .preVoteResponse(granted: true) where message.term != term.next:
+                return .malformed("a pre-vote granted for term \(message.term), never asked for (term \(term))")
             default: break
             }
             switch message.kind {
@@ -307,7 +350,19 @@ public struct RaftNode<Payload: RaftPayload>: Sendable {
             default:
                 break
             }
-            return
+            return nil
+        } else {
+            switch message.kind {
+            case .append, .heartbeat, .resetLog, .timeoutNow:
+                // One leader per term: a second one, or a message claiming to come from this node's own term's
+                // leadership, is a broken peer.
+                switch role {
+                case .leader: return .secondLeader(message.from)
+                case .follower(let known?) where known != message.from: return .secondLeader(message.from)
+                default: break
+                }
+            default: break
+            }
         }
         switch message.kind {
         case .preVoteRequest(let lastIndex, let lastTerm):
@@ -315,7 +370,7 @@ public struct RaftNode<Payload: RaftPayload>: Sendable {
         case .voteRequest(let lastIndex, let lastTerm, _):
             handleVoteRequest(message, lastIndex: lastIndex, lastTerm: lastTerm, pre: false, log)
         case .preVoteResponse(let granted):
-            guard case .preCandidate(var votes) = role, message.term == term.next || !granted else { return }
+            guard case .preCandidate(var votes) = role, message.term == term.next || !granted else { return nil }
             votes[message.from] = granted
             role = .preCandidate(votes: votes)
             switch tally(votes) {
@@ -324,7 +379,7 @@ public struct RaftNode<Payload: RaftPayload>: Sendable {
             case .pending: break
             }
         case .voteResponse(let granted):
-            guard case .candidate(var votes) = role else { return }
+            guard case .candidate(var votes) = role else { return nil }
             votes[message.from] = granted
             role = .candidate(votes: votes)
             switch tally(votes) {
@@ -332,25 +387,95 @@ public struct RaftNode<Payload: RaftPayload>: Sendable {
             case .lost: becomeFollower(term: term, leader: nil)
             case .pending: break
             }
-        case .append(let prevLastIndex, let prevTerm, let entries, let leaderCommit):
+        case .append(_, _, _, let leaderCommit):
+            guard let appendPlan else { preconditionFailure("an append in the current term is planned") }
             followLeader(message.from)
-            handleAppend(
-                from: message.from, prevLastIndex: prevLastIndex, prevTerm: prevTerm, entries: entries,
-                leaderCommit: leaderCommit, log)
+            handleAppend(from: message.from, appendPlan, leaderCommit: leaderCommit, log)
         case .heartbeat(let commit):
             followLeader(message.from)
             advanceCommit(to: min(commit, lastIndex(log)))
             send(to: message.from, .heartbeatResponse)
         case .resetLog(let start, let prevTerm, let leaderCommit):
+            guard let resetPlan else { preconditionFailure("a reset in the current term is planned") }
             followLeader(message.from)
-            handleResetLog(from: message.from, start: start, prevTerm: prevTerm, leaderCommit: leaderCommit, log)
+            handleResetLog(from: message.from, resetPlan, start: start, prevTerm: prevTerm, leaderCommit: leaderCommit)
         case .timeoutNow:
             if !isLeader { startCampaign(transfer: true, log) }
         case .appendResponse(let response):
-            handleAppendResponse(from: message.from, response, log)
+            return handleAppendResponse(from: message.from, response, log)
         case .heartbeatResponse:
             handleHeartbeatResponse(from: message.from, log)
         }
+        return nil
+    }
+
+    /// What is wrong with a message in itself, whatever this node's state: numbers out of range, entries that
+    /// do not chain from `prevLastIndex` or whose terms go back or exceed the sender's term.
+    private static func checkFields(_ message: Message<Payload>) -> InvalidMessage? {
+        let term = message.term
+        guard term <= Term.max else { return .outOfRange("term \(term)") }
+        func index(_ value: LogIndex, _ field: String, min: LogIndex = .none) -> InvalidMessage? {
+            value >= min && value <= LogIndex.max ? nil : .outOfRange("\(field) \(value)")
+        }
+        switch message.kind {
+        case .preVoteRequest(let lastIndex, let lastTerm), .voteRequest(let lastIndex, let lastTerm, _):
+            if let invalid = index(lastIndex, "lastIndex") { return invalid }
+            guard lastTerm <= term else { return .malformed("last term \(lastTerm) above the message term") }
+        case .append(let prevLastIndex, let prevTerm, let entries, let leaderCommit):
+            if let invalid = index(prevLastIndex, "prevLastIndex") ?? index(leaderCommit, "leaderCommit") {
+                return invalid
+            }
+            guard prevTerm <= term else { return .malformed("prev term \(prevTerm) above the message term") }
+            var last = prevLastIndex
+            var lastTerm = prevTerm
+            for entry in entries {
+                guard entry.firstIndex == last + 1 else {
+                    return .malformed("entry \(entry.firstIndex)...\(entry.lastIndex) does not follow \(last)")
+                }
+                guard entry.firstIndex <= entry.lastIndex, entry.lastIndex <= LogIndex.max else {
+                    return .outOfRange("entry \(entry.firstIndex)...\(entry.lastIndex)")
+                }
+                guard entry.term >= lastTerm, entry.term >= Term(1), entry.term <= term else {
+                    return .malformed(
+                        "entry \(entry.firstIndex)...\(entry.lastIndex) of term \(entry.term) after term "
+                            + "\(lastTerm), in a message of term \(term)")
+                }
+                switch entry.content {
+                case .data(let payload):
+                    guard Int64(payload.recordCount) == entry.recordCount else {
+                        return .malformed(
+                            "entry \(entry.firstIndex)...\(entry.lastIndex) holds \(payload.recordCount) records")
+                    }
+                case .leaderChange:
+                    guard entry.recordCount == 1 else { return .malformed("a leader change covers one index") }
+                }
+                last = entry.lastIndex
+                lastTerm = entry.term
+            }
+        case .appendResponse(.accepted(let match)):
+            return index(match, "match")
+        case .appendResponse(.rejected(let prevLastIndex, let hintIndex, let hintTerm)):
+            if let invalid = index(prevLastIndex, "prevLastIndex") { return invalid }
+            // The hint is at most the rejected index; it is two below the follower's log start when the leader's
+            // index lies below that start.
+            guard hintIndex >= LogIndex(-2), hintIndex <= prevLastIndex, hintTerm <= term else {
+                return .malformed("hint \(hintIndex)@\(hintTerm) for a rejection of \(prevLastIndex)")
+            }
+        case .heartbeat(let commit):
+            return index(commit, "commit")
+        case .resetLog(let start, let prevTerm, let leaderCommit):
+            if let invalid = index(start, "start", min: .zero) ?? index(leaderCommit, "leaderCommit") {
+                return invalid
+            }
+            guard prevTerm <= term else { return .malformed("prev term \(prevTerm) above the message term") }
+            // Retention removes only committed entries, so a leader's commit index is at least its log start - 1.
+            guard leaderCommit >= start - 1 else {
+                return .malformed("log start \(start) above the leader's commit index \(leaderCommit) + 1")
+            }
+        case .preVoteResponse, .voteResponse, .heartbeatResponse, .timeoutNow:
+            break
+        }
+        return nil
     }
 
     // MARK: - Elections
@@ -382,7 +507,8 @@ public struct RaftNode<Payload: RaftPayload>: Sendable {
         resetElectionTimeout()
     }
 
-    /// Records the sender of an append, heartbeat or reset as this term's leader (at most one per term).
+    /// Records the sender of an append, heartbeat or reset as this term's leader (at most one per term: `step`
+    /// drops a message from a second one before it gets here).
     private mutating func followLeader(_ sender: NodeID) {
         switch role {
         case .leader:
@@ -396,6 +522,7 @@ public struct RaftNode<Payload: RaftPayload>: Sendable {
     }
 
     private mutating func startPreVote(_ log: some RaftLogReader<Payload>) {
+        guard term < Term.max else { return }  // see `Term.max`
         role = .preCandidate(votes: [id: true])
         electionElapsedTicks = 0
         resetElectionTimeout()
@@ -414,6 +541,7 @@ public struct RaftNode<Payload: RaftPayload>: Sendable {
     }
 
     private mutating func startCampaign(transfer: Bool, _ log: some RaftLogReader<Payload>) {
+        guard term < Term.max else { return }  // see `Term.max`
         term = term.next
         votedFor = id
         hardStateChanged = true
@@ -514,83 +642,164 @@ public struct RaftNode<Payload: RaftPayload>: Sendable {
 
     // MARK: - Replication, follower side
 
-    private mutating func handleAppend(
-        from leader: NodeID, prevLastIndex: LogIndex, prevTerm: Term, entries: [Entry<Payload>],
-        leaderCommit: LogIndex, _ log: some RaftLogReader<Payload>
-    ) {
+    /// What an append will do to this follower, decided before anything changes, so that an invalid one changes
+    /// nothing (not even the term it carries).
+    private enum AppendPlan {
+        /// The log does not hold `prevLastIndex` with the leader's term: answer with a hint.
+        case reject(prevLastIndex: LogIndex, hintIndex: LogIndex, hintTerm: Term)
+        /// The log matches up to `lastNew` once `tail` (possibly empty) is appended after cutting at `truncate`.
+        case accept(truncate: LogIndex?, tail: [Entry<Payload>], lastNew: LogIndex)
+    }
+
+    /// Plans an append whose fields `checkFields` accepted (entries chain from `prevLastIndex`, terms never go
+    /// back). Refuses one that would contradict the committed prefix or split one of this node's batches.
+    private func planAppend(
+        prevLastIndex: LogIndex, prevTerm: Term, entries: [Entry<Payload>], _ log: some RaftLogReader<Payload>
+    ) -> Result<AppendPlan, InvalidMessage> {
         var prevLastIndex = prevLastIndex
         var prevTerm = prevTerm
         var entries = entries
         if prevLastIndex < commitIndex {
-            // The committed prefix matches every leader's log: skip what it covers.
+            // The committed prefix matches every leader's log: skip what it covers, after checking that it does
+            // (the entry ending at the commit index is always checked, and the terms after it never go back).
+            for entry in entries where entry.lastIndex <= commitIndex {
+                if let ours = term(at: entry.lastIndex, log), ours != entry.term {
+                    return .failure(
+                        .contradictsLog(
+                            "\(entry.lastIndex)@\(entry.term) differs from committed \(entry.lastIndex)@\(ours)"))
+                }
+            }
             entries.removeAll { $0.lastIndex <= commitIndex }
-            guard entries.first.map({ $0.firstIndex == commitIndex + 1 }) ?? true,
-                let committedTerm = term(at: commitIndex, log)
-            else { return }  // a batch straddling our commit index cannot come from a legitimate leader
+            guard entries.first.map({ $0.firstIndex == commitIndex + 1 }) ?? true else {
+                return .failure(.contradictsLog("a batch straddles the commit index \(commitIndex)"))
+            }
+            guard let committedTerm = term(at: commitIndex, log) else {
+                preconditionFailure("node \(id) lacks the term of its commit index \(commitIndex)")
+            }
             prevLastIndex = commitIndex
             prevTerm = committedTerm
         }
         guard let ourTerm = term(at: prevLastIndex, log), ourTerm == prevTerm else {
             let (hintIndex, hintTerm) = lastIndex(
                 atOrBefore: min(prevLastIndex, lastIndex(log)), termAtMost: prevTerm, log)
-            send(
-                to: leader,
-                .appendResponse(
-                    .rejected(
-                        prevLastIndex: prevLastIndex, hintIndex: hintIndex,
-                        hintTerm: hintTerm)))
-            return
+            return .success(.reject(prevLastIndex: prevLastIndex, hintIndex: hintIndex, hintTerm: hintTerm))
+        }
+        // Entries of one term are written once, by its one leader, so a batch of the same term must have the same
+        // boundaries here; a cut or a match in the middle of one of ours would split it.
+        guard endsEntry(prevLastIndex, log) else {
+            return .failure(.contradictsLog("\(prevLastIndex)@\(prevTerm) is inside one of this node's batches"))
         }
         var lastNew = prevLastIndex
         for (k, entry) in entries.enumerated() {
-            guard entry.firstIndex == lastNew + 1 else { return }  // malformed: entries must be contiguous
             if term(at: entry.lastIndex, log) == entry.term {
-                lastNew = entry.lastIndex  // the same batch (one leader per term writes each range once)
+                // The same batch (one leader per term writes each range once).
+                guard holdsRange(of: entry, log) else {
+                    return .failure(
+                        .contradictsLog(
+                            "batch \(entry.firstIndex)...\(entry.lastIndex)@\(entry.term) splits one of this node's"))
+                }
+                lastNew = entry.lastIndex
                 continue
             }
             // The first conflicting or missing batch: cut our log at its start (a batch boundary) and append.
             let cut = entry.firstIndex - 1
             precondition(cut >= commitIndex, "a leader asked node \(id) to truncate committed entries")
-            let truncate = cut < lastIndex(log) ? cut : nil
-            if let truncate { persistedIndex = min(persistedIndex, truncate) }
-            var tail = Array(entries[k...])
-            for index in tail.indices.dropFirst() where tail[index].firstIndex != tail[index - 1].lastIndex + 1 {
-                tail.removeSubrange(index...)
-                break
-            }
-            overlay.write(truncateAfter: truncate, entries: tail, log)
-            lastNew = tail[tail.count - 1].lastIndex
-            break
+            let tail = Array(entries[k...])
+            return .success(
+                .accept(truncate: cut < lastIndex(log) ? cut : nil, tail: tail, lastNew: tail[tail.count - 1].lastIndex)
+            )
         }
-        advanceCommit(to: min(leaderCommit, lastNew))
-        acknowledge(leader: leader, matched: lastNew)
+        return .success(.accept(truncate: nil, tail: [], lastNew: lastNew))
     }
 
-    private mutating func handleResetLog(
-        from leader: NodeID, start: LogIndex, prevTerm: Term, leaderCommit: LogIndex, _ log: some RaftLogReader<Payload>
+    private mutating func handleAppend(
+        from leader: NodeID, _ plan: AppendPlan, leaderCommit: LogIndex, _ log: some RaftLogReader<Payload>
     ) {
+        switch plan {
+        case .reject(let prevLastIndex, let hintIndex, let hintTerm):
+            send(
+                to: leader,
+                .appendResponse(.rejected(prevLastIndex: prevLastIndex, hintIndex: hintIndex, hintTerm: hintTerm)))
+        case .accept(let truncate, let tail, let lastNew):
+            if let truncate { persistedIndex = min(persistedIndex, truncate) }
+            if !tail.isEmpty { overlay.write(truncateAfter: truncate, entries: tail, log) }
+            advanceCommit(to: min(leaderCommit, lastNew))
+            acknowledge(leader: leader, matched: lastNew)
+        }
+    }
+
+    /// Whether an entry of this node's log ends at `index` (or `index` is just before the log start). Reads the
+    /// log only when `index` is neither its end nor its start: on a retransmission, not in steady replication.
+    private func endsEntry(_ index: LogIndex, _ log: some RaftLogReader<Payload>) -> Bool {
+        if index == lastIndex(log) || index == firstIndex(log) - 1 { return true }
+        return overlay.entries(from: index, countMax: 1, bytesMax: 1, log).first?.lastIndex == index
+    }
+
+    /// Whether this node's log holds an entry over exactly `entry`'s range (reads the log).
+    private func holdsRange(of entry: Entry<Payload>, _ log: some RaftLogReader<Payload>) -> Bool {
+        guard let ours = overlay.entries(from: entry.lastIndex, countMax: 1, bytesMax: 1, log).first else {
+            return false
+        }
+        return ours.firstIndex == entry.firstIndex && ours.lastIndex == entry.lastIndex
+    }
+
+    /// What a log reset will do to this follower, decided before anything changes.
+    private enum ResetPlan {
+        /// The log already holds the leader's log start: nothing to reset.
+        case held
+        /// The log starts past the leader's: its committed prefix is all the leader needs to know.
+        case startsLater
+        /// Restart the log empty at the leader's start.
+        case reset
+    }
+
+    /// Plans a log reset whose fields `checkFields` accepted; refuses one that contradicts committed entries or
+    /// puts the log start inside one of this node's batches.
+    private func planReset(start: LogIndex, prevTerm: Term, _ log: some RaftLogReader<Payload>)
+        -> Result<ResetPlan, InvalidMessage>
+    {
         let before = start - 1
         if let ourTerm = term(at: before, log) {
             if ourTerm == prevTerm {
-                // We already hold the leader's log start: no reset needed.
-                advanceCommit(to: min(leaderCommit, before))
-                acknowledge(leader: leader, matched: before)
-                return
+                guard endsEntry(before, log) else {
+                    return .failure(.contradictsLog("log start \(start) is inside one of this node's batches"))
+                }
+                return .success(.held)
             }
-            precondition(before > commitIndex, "a log reset contradicts node \(id)'s committed entries")
+            guard before > commitIndex else {
+                return .failure(
+                    .contradictsLog(
+                        "a reset to start \(start) after @\(prevTerm) contradicts committed \(before)@\(ourTerm)"))
+            }
         } else if before < firstIndex(log) - 1 {
+            return .success(.startsLater)
+        }
+        return .success(.reset)
+    }
+
+    private mutating func handleResetLog(
+        from leader: NodeID, _ plan: ResetPlan, start: LogIndex, prevTerm: Term, leaderCommit: LogIndex
+    ) {
+        let before = start - 1
+        switch plan {
+        case .held:
+            advanceCommit(to: min(leaderCommit, before))
+            acknowledge(leader: leader, matched: before)
+        case .startsLater:
             // Our log already starts past the leader's (our own retention, or an earlier reset): we hold more than
             // the leader believes. Our committed prefix is in every later leader's log, so say how far it reaches;
             // ignoring the reset left the leader resetting forever (found by simulation seed 291, 3 nodes).
             acknowledge(leader: leader, matched: commitIndex)
-            return
+        case .reset:
+            precondition(before > commitIndex, "a log reset contradicts node \(id)'s committed entries")
+            overlay.reset(start: start, prevTerm: prevTerm)
+            // Nothing of the old log survives a reset, not even below `start`: until the reset itself is durable,
+            // a crash brings the old log back, so nothing may be acknowledged (found by simulation seed 5807, 5
+            // nodes).
+            persistedIndex = min(persistedIndex, before - 1)
+            advanceCommit(to: before)
+            acknowledge(leader: leader, matched: before)
         }
-        overlay.reset(start: start, prevTerm: prevTerm)
-        // Nothing of the old log survives a reset, not even below `start`: until the reset itself is durable, a
-        // crash brings the old log back, so nothing may be acknowledged (found by simulation seed 5807, 5 nodes).
-        persistedIndex = min(persistedIndex, before - 1)
-        advanceCommit(to: before)
-        acknowledge(leader: leader, matched: before)
     }
 
     /// Notes that the log matches `leader`'s up to `matched`, and answers at once if that is already durable;
@@ -715,9 +924,17 @@ public struct RaftNode<Payload: RaftPayload>: Sendable {
 
     private mutating func handleAppendResponse(
         from peer: NodeID, _ response: AppendResponse, _ log: some RaftLogReader<Payload>
-    ) {
-        guard case .leader = role else { return }
+    ) -> InvalidMessage? {
+        guard case .leader = role else { return nil }
         let last = lastIndex(log)
+        // This leader's log only grows during its term: an answer about more than it holds was never earned.
+        switch response {
+        case .accepted(let match) where match > last:
+            return .beyondLog("match \(match) above this leader's last index \(last)")
+        case .rejected(let prevLastIndex, _, _) where prevLastIndex > last:
+            return .beyondLog("a rejection of \(prevLastIndex), above this leader's last index \(last)")
+        default: break
+        }
         var backOff = LogIndex.none
         if case .rejected(_, let hintIndex, let hintTerm) = response {
             // Skip every entry of ours whose term is above the follower's hint: they cannot match.
@@ -726,7 +943,7 @@ public struct RaftNode<Payload: RaftPayload>: Sendable {
         var state = takeLeaderState()
         guard var progress = state.progress[peer] else {
             role = .leader(state)
-            return
+            return nil
         }
         progress.recentActive = true
         var transferNow = false
@@ -754,6 +971,7 @@ public struct RaftNode<Payload: RaftPayload>: Sendable {
         if transferNow { send(to: peer, .timeoutNow) }
         if case .accepted = response, maybeCommit(log) { broadcastCommit(log) }
         sendAppends(to: peer, log)
+        return nil
     }
 
     private mutating func handleHeartbeatResponse(from peer: NodeID, _ log: some RaftLogReader<Payload>) {

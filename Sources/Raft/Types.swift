@@ -11,6 +11,11 @@ public struct Term: Hashable, Comparable, Sendable, CustomStringConvertible {
     /// The term before any election.
     public static let zero = Term(0)
 
+    /// The largest term a node takes: terms travel as a Kafka batch's Int32 `partitionLeaderEpoch`. A message
+    /// naming a larger one is dropped, and a node in this term no longer campaigns (2^31 elections never happen;
+    /// only a broken peer could bring a group here).
+    public static let max = Term(UInt64(Int32.max))
+
     /// The term after this one.
     public var next: Term { Term(value + 1) }
 
@@ -48,6 +53,10 @@ public struct LogIndex: Hashable, Comparable, Sendable, CustomStringConvertible 
 
     /// The position before offset 0: the last index of an empty fresh log, the commit index of a fresh node.
     public static let none = LogIndex(-1)
+
+    /// The largest index a message may name: far beyond any real log, and small enough that index arithmetic
+    /// (`+ 1`, `+ recordCount`) never overflows. A message naming a larger one is dropped.
+    public static let max = LogIndex(Int64.max / 4)
 
     /// Orders positions.
     public static func < (lhs: LogIndex, rhs: LogIndex) -> Bool { lhs.value < rhs.value }

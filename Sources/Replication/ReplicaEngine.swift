@@ -242,6 +242,9 @@ public final class ReplicaEngine<Token> {
         return state.progress.filter { $0.key != raft.id }.mapValues { $0.match.offset.advanced(by: 1) }
     }
 
+    /// Peer messages the Raft core dropped as invalid (`InvalidMessage`); the shell may log its growth.
+    public var invalidMessageCount: Int { raft.invalidMessageCount }
+
     // MARK: - Calls in
 
     /// Advances the logical clock by one tick (the shell's timer, e.g. every 100 ms).

@@ -286,17 +286,17 @@ public enum ReplicationCodec {
         }
     }
 
-    /// A term: at most Int32.max, since terms are stored as a batch's partitionLeaderEpoch.
+    /// A term: at most `Term.max` (Int32.max), since terms are stored as a batch's partitionLeaderEpoch.
     static func readTerm(_ body: inout ByteBuffer, _ field: String) throws(ReplicationCodecError) -> Term {
         let value = try read(UInt64.self, &body)
-        guard value <= UInt64(Int32.max) else { throw .outOfRange(field: field) }
+        guard value <= Term.max.value else { throw .outOfRange(field: field) }
         return Term(value)
     }
 
-    /// A log index: -1 (before offset 0) or more.
+    /// A log index: -1 (before offset 0) up to `LogIndex.max`.
     static func readIndex(_ body: inout ByteBuffer, _ field: String) throws(ReplicationCodecError) -> LogIndex {
         let value = try read(Int64.self, &body)
-        guard value >= -1, value < Int64.max / 2 else { throw .outOfRange(field: field) }
+        guard value >= -1, value <= LogIndex.max.value else { throw .outOfRange(field: field) }
         return LogIndex(value)
     }
 

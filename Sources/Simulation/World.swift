@@ -271,7 +271,11 @@ final class World {
             return
         }
         log(describe(message))
-        raft.step(message, log: nodes[to].log)
+        // The simulated network loses, duplicates, delays and reorders, but every message was sent by a correct
+        // node: the core must never take one for invalid.
+        if let invalid = raft.step(message, log: nodes[to].log) {
+            throw InvariantViolation(message: "n\(message.to) dropped \(describe(message)) as invalid: \(invalid)")
+        }
         nodes[to].raft = raft
         try process(to)
     }

@@ -209,4 +209,84 @@ final class RecoveryTests: XCTestCase {
         XCTAssertEqual(reopened.logEndOffset, Offset(60))
         try reopened.close()
     }
+
+    /// The crash test's flake (seed 4228325486: "the log ends at 5735, below the recovery
+    /// point 5752"): when the recovery point falls exactly on an offset index entry, the
+    /// scan resumes at that entry, and a torn first batch there must cut the log at the
+    /// recovery point, not reset its end to the segment's base offset.
+    ///
+    /// Sequence: a clean close leaves the recovery point at offset 4 (position 422, where
+    /// the 300-byte index interval puts an entry); the batch at 4 is appended and a flush
+    /// begins, which writes that index entry; the process dies before the fsync, and the
+    /// disk keeps the index page but tears the batch.
+    func testTornBatchAtAnIndexedRecoveryPointCutsThere() throws {
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
+        let (first, _) = try openLog(dir.partition, config: small)
+        try fill(first, count: 2)
+        try first.close()
+        let io = FaultyFileIO()
+        let (log, _) = try openLog(dir.partition, config: small, io: io)
+        XCTAssertEqual(log.recoveryPoint, Offset(4))
+        try fill(log, count: 2)
+        _ = try XCTUnwrap(try log.beginFlush())  // writes the index entry for offset 4; no fsync runs
+        io.crash()
+        let path = log.segmentInfos[0].path
+        XCTAssertEqual(Disk.size(dir.partition + "/" + "00000000000000000000.index"), 8, "one entry (4 at 422)")
+        Disk.truncate(path, to: 2 * 211 + 100)
+
+        let (reopened, report) = try openLog(dir.partition, config: small)
+        XCTAssertEqual(report.recoveryPoint, Offset(4))
+        XCTAssertEqual(report.warnings, [], report.description)
+        XCTAssertEqual(report.truncations.map(\.position), [FilePosition(2 * 211)], report.description)
+        XCTAssertEqual(reopened.logEndOffset, Offset(4), report.description)
+        XCTAssertEqual(reopened.segmentInfos[0].nextOffset, Offset(4))
+        var batch = makeBatch(records: 2, payloadBytes: 150)
+        XCTAssertEqual(try reopened.append(&batch, leaderEpoch: 1, now: Milliseconds(0)).firstOffset, Offset(4))
+        try reopened.flush()
+        XCTAssertEqual(try readAll(reopened).map(\.0), [Offset(0), Offset(2), Offset(4)])
+        try reopened.close()
+        let (again, againReport) = try openLog(dir.partition, config: small)
+        XCTAssertTrue(againReport.wasClean, againReport.description)
+        XCTAssertEqual(again.logEndOffset, Offset(6))
+        try again.close()
+    }
+
+    /// Index files are never fsynced, so a power loss can leave one older than its log:
+    /// here the entries from before a Raft truncation, whose rewrite was lost. A scan that
+    /// resumes at such an entry and stops below the recovery point must not cut durable
+    /// batches: it rescans the whole segment, keeps every batch and rebuilds the index.
+    func testStaleIndexEntryBelowTheRecoveryPointIsNotTrusted() throws {
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
+        let (log, _) = try openLog(dir.partition, config: small)
+        try fill(log, count: 4)  // 211-byte batches; an index entry for offset 4 at 422
+        try log.flush()
+        let indexPath = dir.partition + "/00000000000000000000.index"
+        let timeIndexPath = dir.partition + "/00000000000000000000.timeindex"
+        try log.close()
+        let staleIndex = Disk.bytes(indexPath)
+        let staleTimeIndex = Disk.bytes(timeIndexPath)
+        XCTAssertEqual(staleIndex.count, 8)
+        let (again, _) = try openLog(dir.partition, config: small)
+        try again.truncate(from: Offset(2))
+        try fill(again, count: 4, payloadBytes: 50)  // 111-byte batches from position 211
+        try again.close()
+        XCTAssertNotEqual(Disk.bytes(indexPath), staleIndex)
+        Disk.write(staleIndex, to: indexPath)  // offset 4 "at 422", now the middle of a batch
+        Disk.write(staleTimeIndex, to: timeIndexPath)
+
+        let (reopened, report) = try openLog(dir.partition, config: small)
+        XCTAssertEqual(report.recoveryPoint, Offset(10))
+        XCTAssertEqual(report.truncations, [], report.description)
+        XCTAssertEqual(report.warnings, [], report.description)
+        XCTAssertEqual(report.indexesRebuilt.count, 1, report.description)
+        XCTAssertTrue(report.indexesRebuilt.first?.reason.contains("rescanned") ?? false, report.description)
+        XCTAssertEqual(reopened.logEndOffset, Offset(10))
+        XCTAssertEqual(try readAll(reopened).map(\.0), stride(from: 0, to: 10, by: 2).map { Offset(Int64($0)) })
+        try reopened.close()
+        let (clean, cleanReport) = try openLog(dir.partition, config: small)
+        XCTAssertTrue(cleanReport.wasClean, cleanReport.description)
+        try clean.close()
+    }
 }

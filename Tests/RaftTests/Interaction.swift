@@ -7,6 +7,10 @@
 //   campaign ID | tick ID [COUNT]       start an election now | advance a node's clock
 //   propose ID records=K | transfer ID to TARGET
 //   deliver [COUNT]                    deliver queued messages (all, or the first COUNT), printing each
+//   inject MESSAGE                     step a node with a message written as the transcript prints one, e.g.
+//                                      `inject n2->n1 t1 append prev 4@1 [5...6@1 7@1x2] commit 6` (`xN`: the
+//                                      payload's record count, when it should differ from the range's);
+//                                      a message the node drops as invalid prints `n1 drops it: REASON`
 //   pending | drop [A->B]              show the queue | drop all queued messages (or those on one link)
 //   cut A B | cut A->B | heal          cut a link both ways or one way | restore every link
 //   crash ID | restart ID              lose everything not fsynced | start again from the durable state
@@ -140,6 +144,13 @@ final class Interaction {
                 say(describe(message))
                 input(to) { $0.step(message, log: $1) }
             }
+        case "inject":
+            let message = parseMessage(Array(words.dropFirst()))
+            let to = Int(message.to.value) - 1
+            say(describe(message))
+            input(to) { raft, log in
+                if let invalid = raft.step(message, log: log) { say("  n\(to + 1) drops it: \(invalid)") }
+            }
         case "pending":
             if queue.isEmpty { say("(none)") }
             for message in queue { say(describe(message)) }
@@ -191,6 +202,78 @@ final class Interaction {
         default:
             fatalError("unknown command \(words[0])")
         }
+    }
+
+    /// Parses a message written as `describe(_:)` prints it (see `inject`); the script's own syntax, so a typo
+    /// is the test's bug and stops it.
+    private func parseMessage(_ words: [String]) -> Message<SimPayload> {
+        func number<T: FixedWidthInteger>(_ text: some StringProtocol, _: T.Type = T.self) -> T {
+            guard let value = T(text) else { fatalError("not a number: \(text) in \(words)") }
+            return value
+        }
+        func index(_ text: some StringProtocol) -> LogIndex { LogIndex(number(text)) }
+        func term(_ text: some StringProtocol) -> Term { Term(number(text)) }
+        /// `I@T`.
+        func position(_ text: String) -> (LogIndex, Term) {
+            let parts = text.split(separator: "@", omittingEmptySubsequences: false)
+            return (index(parts[0]), term(parts[1]))
+        }
+        let ends = words[0].split(separator: ">").map { $0.trimmingCharacters(in: ["n", "-"]) }
+        let from = NodeID(number(ends[0]))
+        let to = NodeID(number(ends[1]))
+        let messageTerm = term(words[1].dropFirst())
+        let rest = Array(words.dropFirst(2))
+        let kind: MessageKind<SimPayload>
+        switch (rest[0], rest[1]) {
+        case ("pre-vote?", _):
+            let (last, lastTerm) = position(rest[2])
+            kind = .preVoteRequest(lastIndex: last, lastTerm: lastTerm)
+        case ("pre-vote", let answer): kind = .preVoteResponse(granted: answer == "granted")
+        case ("vote?", _):
+            let (last, lastTerm) = position(rest[2])
+            kind = .voteRequest(lastIndex: last, lastTerm: lastTerm, transfer: rest.count > 3)
+        case ("vote", let answer): kind = .voteResponse(granted: answer == "granted")
+        case ("append", "prev"):
+            let (prev, prevTerm) = position(rest[2])
+            var entries: [Entry<SimPayload>] = []
+            var k = 3
+            while true {
+                let token = rest[k].trimmingCharacters(in: ["[", "]"])
+                if !token.isEmpty {
+                    // `A...B@T` or `A@T`, with an optional `xN` record count.
+                    let parts = token.split(separator: "@")
+                    let range = parts[0].components(separatedBy: "...")
+                    let first = index(range[0])
+                    let last = range.count > 1 ? index(range[1]) : first
+                    let termAndCount = parts[1].split(separator: "x")
+                    let records =
+                        termAndCount.count > 1 ? number(termAndCount[1]) : Int(max(1, last.value - first.value + 1))
+                    // Built as 0...0 then set, so that the script can write ranges `Entry.init` refuses.
+                    var entry = Entry(
+                        term: term(termAndCount[0]), firstIndex: .zero, lastIndex: .zero,
+                        content: .data(SimPayload(id: nextPayloadID, recordCount: records)))
+                    nextPayloadID += 1
+                    entry.firstIndex = first
+                    entry.lastIndex = last
+                    entries.append(entry)
+                }
+                if rest[k].hasSuffix("]") { break }
+                k += 1
+            }
+            kind = .append(prevLastIndex: prev, prevTerm: prevTerm, entries: entries, leaderCommit: index(rest[k + 2]))
+        case ("append", "ok"): kind = .appendResponse(.accepted(match: index(rest[3])))
+        case ("append", "rejected"):
+            let (hint, hintTerm) = position(rest[5])
+            kind = .appendResponse(.rejected(prevLastIndex: index(rest[3]), hintIndex: hint, hintTerm: hintTerm))
+        case ("heartbeat", "commit"): kind = .heartbeat(commit: index(rest[2]))
+        case ("heartbeat", "ok"): kind = .heartbeatResponse
+        case ("reset", _):
+            // reset log to start S after @T commit C
+            kind = .resetLog(start: index(rest[4]), prevTerm: term(rest[6].dropFirst()), leaderCommit: index(rest[8]))
+        case ("timeout", _): kind = .timeoutNow
+        default: fatalError("cannot parse the message \(words)")
+        }
+        return Message(from: from, to: to, term: messageTerm, kind: kind)
     }
 
     private func start(_ k: Int) {
