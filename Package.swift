@@ -133,6 +133,7 @@ let package = Package(
                 "BrokerServer",
                 "KeelClient",
                 "Raft",
+                "ConsumerGroups",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),

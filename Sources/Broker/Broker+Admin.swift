@@ -261,7 +261,7 @@ extension Broker {
     /// A topic's partitions with the leader each is best known to have (LEADER_NOT_AVAILABLE while none is).
     func describe(_ topic: TopicMetadata) -> MetadataResponse.Topic {
         .init(
-            name: topic.name, isInternal: false,
+            name: topic.name, isInternal: topic.name == OffsetsTopic.name,
             partitions: topic.assignment.enumerated().map { index, replicas in
                 let group = GroupID(topic: topic.name, partition: Int32(index))
                 guard let known = leaderships.leader(of: group) else {

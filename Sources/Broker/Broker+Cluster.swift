@@ -264,6 +264,8 @@ extension Broker {
         let clock = environment.clock
         let logger = self.logger
         let retentionMs = config.retentionCheckIntervalMs
+        let groupConfig = config.groupCoordinator
+        let nodeId = config.nodeId
         // A group of one elects itself at once. The preferred leader (first replica) of a larger group campaigns
         // shortly after opening, if it has heard of no leader by then: a new partition gets its leader without
         // waiting for an election timeout (the pause lets the other replicas apply the creation and open), and
@@ -279,9 +281,13 @@ extension Broker {
         }
         host.addGroup(group, voters: voters, campaign: voters.count == 1) { context in
             try PartitionDirectoryIdentity.prepare(directory, uid: uid, io: io, logger: logger)
+            let groups =
+                group.topic == OffsetsTopic.name
+                ? GroupHost(
+                    partition: group.partition, config: groupConfig, nodeId: nodeId, logger: logger) : nil
             let replica = try PartitionReplica(
                 group: group, directory: directory, logConfig: logConfig, io: io, context: context, clock: clock,
-                logger: logger)
+                logger: logger, groups: groups)
             let bound = NIOLoopBound(replica, eventLoop: context.loop)
             let handle = PartitionHandle(group: group, loop: context.loop, replica: bound)
             self.partitions.withLock { $0[group] = handle }

@@ -71,6 +71,9 @@ extension Broker {
                 let outcome: EventLoopFuture<AppendOutcome>
                 if ![0, 1, -1].contains(acks) {
                     outcome = loop.makeSucceededFuture(.failure(.invalidRequiredAcks))
+                } else if topic.name == OffsetsTopic.name {
+                    // Only the group coordinators write the internal topic (Kafka answers the same).
+                    outcome = loop.makeSucceededFuture(.failure(.invalidTopicException))
                 } else if request.transactionalId != nil {
                     // Transactions come with the group coordinator.
                     outcome = loop.makeSucceededFuture(.failure(.invalidRequest))

@@ -23,6 +23,7 @@
 
 import KafkaProtocol
 import LogStorage
+import ConsumerGroups
 import Logging
 import NIOCore
 import Raft
@@ -116,6 +117,8 @@ public final class Broker: Sendable {
     /// The loop the controller, the reconciler and the node's timers run on.
     let homeLoop: any EventLoop
     let timers = Mutex<[RepeatedTask]>([])
+    /// True while this node asks the controller for `__consumer_offsets`.
+    let offsetsTopicCreation = Mutex(false)
 
     /// Producer ids are reserved from the controller in blocks of this size.
     public static let producerIdBlockSize: Int64 = 1000
@@ -218,8 +221,11 @@ public final class Broker: Sendable {
 
     // MARK: Dispatch
 
-    /// Answers one decoded request. Called on the connection's event loop `loop`; the future completes there.
-    public func handle(_ request: DecodedRequest, on loop: any EventLoop) -> EventLoopFuture<BrokerResponse> {
+    /// Answers one decoded request from a client at `clientHost`. Called on the connection's event loop `loop`; the
+    /// future completes there.
+    public func handle(_ request: DecodedRequest, clientHost: String = "", on loop: any EventLoop)
+        -> EventLoopFuture<BrokerResponse>
+    {
         guard !isShutDown.load(ordering: .sequentiallyConsistent) else {
             return loop.makeFailedFuture(BrokerShutDownError())
         }
@@ -251,44 +257,11 @@ public final class Broker: Sendable {
             return now(describeConfigs(body))
         case .initProducerId(let body):
             return initProducerId(body, on: loop).map { frame($0) }
-        case .findCoordinator:
-            return now(
-                FindCoordinatorResponse(
-                    errorCode: .coordinatorNotAvailable, errorMessage: "consumer groups are not served yet",
-                    nodeId: -1, host: "", port: -1))
-        case .joinGroup:
-            return now(
-                JoinGroupResponse(
-                    errorCode: .coordinatorNotAvailable, generationId: -1, protocolName: "", leader: "", memberId: "",
-                    members: []))
-        case .syncGroup:
-            return now(SyncGroupResponse(errorCode: .coordinatorNotAvailable, assignment: ByteBuffer()))
-        case .heartbeat:
-            return now(HeartbeatResponse(errorCode: .coordinatorNotAvailable))
-        case .leaveGroup:
-            return now(LeaveGroupResponse(errorCode: .coordinatorNotAvailable))
-        case .offsetCommit(let body):
-            return now(
-                OffsetCommitResponse(
-                    topics: body.topics.map { topic in
-                        .init(
-                            name: topic.name,
-                            partitions: topic.partitions.map {
-                                .init(partitionIndex: $0.partitionIndex, errorCode: .coordinatorNotAvailable)
-                            })
-                    }))
-        case .offsetFetch:
-            return now(OffsetFetchResponse(topics: [], errorCode: .coordinatorNotAvailable))
-        case .describeGroups(let body):
-            return now(
-                DescribeGroupsResponse(
-                    groups: body.groups.map {
-                        .init(
-                            errorCode: .coordinatorNotAvailable, groupId: $0, groupState: "", protocolType: "",
-                            protocolData: "", members: [], authorizedOperations: Int32.min)
-                    }))
-        case .listGroups:
-            return now(ListGroupsResponse(errorCode: .coordinatorNotAvailable, groups: []))
+        case .findCoordinator, .joinGroup, .syncGroup, .heartbeat, .leaveGroup, .offsetCommit, .offsetFetch,
+            .describeGroups, .listGroups:
+            return groups(
+                request.request, clientId: header.clientId ?? "", clientHost: clientHost, version: version,
+                correlationId: id, on: loop)
         }
     }
 }

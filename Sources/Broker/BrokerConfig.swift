@@ -1,3 +1,4 @@
+import ConsumerGroups
 import LogStorage
 import Records
 
@@ -165,6 +166,8 @@ public struct BrokerConfig: Sendable {
     public var defaultReplicationFactor: Int16
     /// Raft's tick and timeouts, for every group.
     public var raft: RaftTimings
+    /// The consumer-group coordinator's limits and timers (`group.*`, `offsets.*`).
+    public var groupCoordinator: GroupCoordinatorConfig
 
     /// A single node with Kafka's defaults.
     public init(
@@ -183,7 +186,8 @@ public struct BrokerConfig: Sendable {
         clusterHost: String = "127.0.0.1",
         clusterPort: Int32 = 0,
         defaultReplicationFactor: Int16 = 3,
-        raft: RaftTimings = RaftTimings()
+        raft: RaftTimings = RaftTimings(),
+        groupCoordinator: GroupCoordinatorConfig = GroupCoordinatorConfig()
     ) {
         self.nodeId = nodeId
         self.advertisedHost = advertisedHost
@@ -201,6 +205,7 @@ public struct BrokerConfig: Sendable {
         self.clusterPort = clusterPort
         self.defaultReplicationFactor = defaultReplicationFactor
         self.raft = raft
+        self.groupCoordinator = groupCoordinator
     }
 
     /// Throws a sentence naming the first setting out of range.
@@ -239,6 +244,9 @@ public struct BrokerConfig: Sendable {
             ("auto.create.topics.enable", String(autoCreateTopics)),
             ("broker.id", String(nodeId)),
             ("default.replication.factor", String(defaultReplicationFactor)),
+            ("group.initial.rebalance.delay.ms", String(groupCoordinator.initialRebalanceDelayMs)),
+            ("group.max.session.timeout.ms", String(groupCoordinator.sessionTimeoutMsMax)),
+            ("group.min.session.timeout.ms", String(groupCoordinator.sessionTimeoutMsMin)),
             ("compression.type", topicDefaults.compression.rawValue),
             ("log.dirs", dataDirectory),
             ("log.flush.policy", flushPolicy == .fsync ? "fsync" : "none"),
@@ -249,6 +257,8 @@ public struct BrokerConfig: Sendable {
             ("message.max.bytes", String(topicDefaults.maxMessageBytes)),
             ("min.insync.replicas", "1"),
             ("num.partitions", String(defaultPartitions)),
+            ("offsets.retention.minutes", String(groupCoordinator.offsetsRetentionMs / 60_000)),
+            ("offsets.topic.num.partitions", String(OffsetsTopic.partitionCount)),
             ("socket.request.max.bytes", String(requestBytesMax)),
         ]
     }

@@ -78,6 +78,8 @@ final class PartitionReplica: HostedReplica {
     let clock: any BrokerClock
     let logger: Logger
     private var producers = ProducerStateTable()
+    /// The group coordinator of a `__consumer_offsets` partition (nil for every other partition).
+    let groups: GroupHost?
     private var highWatermarkWaiters: [UInt64: EventLoopPromise<Void>] = [:]
     private(set) var isClosed = false
 
@@ -89,10 +91,11 @@ final class PartitionReplica: HostedReplica {
     /// Opens (and recovers) the replica in `directory` and rebuilds its producer state. Runs on the context's loop.
     init(
         group: GroupID, directory: String, logConfig: LogConfig, io: any FileIO, context: ReplicaContext,
-        clock: any BrokerClock, logger: Logger
+        clock: any BrokerClock, logger: Logger, groups: GroupHost? = nil
     ) throws(ReplicaError) {
         context.loop.preconditionInEventLoop()
         self.group = group
+        self.groups = groups
         self.loop = context.loop
         self.clock = clock
         var logger = logger
@@ -110,7 +113,10 @@ final class PartitionReplica: HostedReplica {
         }
         engine.onAppended = { [unowned self] bytes in self.noteAppended(bytes) }
         engine.onLogCut = { [unowned self] from in self.logCut(from: from) }
-        engine.onHighWatermark = { [unowned self] _ in self.wakeFetches() }
+        engine.onHighWatermark = { [unowned self] _ in
+            self.wakeFetches()
+            self.groups?.afterEngine(self)
+        }
         engine.onCommitOutcomes = { [unowned self] outcomes in self.committed(outcomes) }
         logger.debug(
             "partition open",
@@ -126,11 +132,38 @@ final class PartitionReplica: HostedReplica {
     var term: Term { engine.term }
     var isLeader: Bool { engine.isLeader }
 
-    func tick(now: Milliseconds) { engine.tick(now: now) }
-    func receive(_ message: Message<BatchPayload>, now: Milliseconds) { engine.receive(message, now: now) }
-    func completeFlush(_ request: FlushRequest, error: FileIOError?) { engine.completeFlush(request, error: error) }
-    func campaign() { engine.campaign() }
-    func transferLeadership(to target: NodeID) throws(TransferError) { try engine.transferLeadership(to: target) }
+    func tick(now: Milliseconds) {
+        engine.tick(now: now)
+        afterEngine()
+        groups?.tick(self)
+    }
+
+    func receive(_ message: Message<BatchPayload>, now: Milliseconds) {
+        engine.receive(message, now: now)
+        afterEngine()
+    }
+
+    func completeFlush(_ request: FlushRequest, error: FileIOError?) {
+        engine.completeFlush(request, error: error)
+        afterEngine()
+    }
+
+    func campaign() {
+        engine.campaign()
+        afterEngine()
+    }
+
+    func transferLeadership(to target: NodeID) throws(TransferError) {
+        try engine.transferLeadership(to: target)
+        afterEngine()
+    }
+
+    /// What follows every event: a lost leadership wakes waiting fetches, and the group coordinator follows
+    /// the replica's leadership.
+    private func afterEngine() {
+        if !engine.isLeader { wakeFetches() }
+        groups?.afterEngine(self)
+    }
 
     func status(voters: [NodeID]) -> ReplicaStatus {
         ReplicaStatus(
@@ -153,6 +186,7 @@ final class PartitionReplica: HostedReplica {
         let waiters = highWatermarkWaiters
         highWatermarkWaiters.removeAll()
         for waiting in waiters.values { waiting.succeed(()) }
+        groups?.close()
     }
 
     // MARK: Producer state
@@ -241,6 +275,21 @@ final class PartitionReplica: HostedReplica {
             errorCode: .none, baseOffset: proposal.offsets.lowerBound.value,
             logStartOffset: engine.log.logStartOffset.value)
         guard acks == -1 else { return loop.makeSucceededFuture(outcome) }
+        return awaitCommit(proposal, outcome: outcome, timeoutMs: timeoutMs)
+    }
+
+    /// Appends a batch the broker built itself (group records) on the leader and waits for its commit.
+    func appendInternal(_ batch: ByteBuffer, timeoutMs: Int32 = 15_000) -> EventLoopFuture<AppendOutcome> {
+        guard !isClosed, engine.isLeader else { return loop.makeSucceededFuture(.failure(.notLeaderOrFollower)) }
+        let proposal: Proposal
+        do throws(ReplicaError) {
+            proposal = try engine.propose(batch, now: clock.now())
+        } catch {
+            return loop.makeSucceededFuture(.failure(errorCode(for: error)))
+        }
+        let outcome = AppendOutcome(
+            errorCode: .none, baseOffset: proposal.offsets.lowerBound.value,
+            logStartOffset: engine.log.logStartOffset.value)
         return awaitCommit(proposal, outcome: outcome, timeoutMs: timeoutMs)
     }
 
@@ -334,10 +383,6 @@ final class PartitionReplica: HostedReplica {
         for promise in waiters.values { promise.succeed(()) }
     }
 
-    /// Wakes waiting fetches when leadership is lost (they answer NOT_LEADER_OR_FOLLOWER at once).
-    func leadershipChanged() {
-        if !engine.isLeader { wakeFetches() }
-    }
 
     // MARK: ListOffsets
 

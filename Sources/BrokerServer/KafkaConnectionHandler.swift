@@ -32,6 +32,8 @@ final class KafkaConnectionHandler: ChannelInboundHandler {
     private var headSequence = 0
     private var closing = false
     private var readingPaused = false
+    /// The client's address as Kafka reports it in DescribeGroups (`/127.0.0.1`).
+    private var clientHost = ""
 
     init(broker: Broker, inFlight: InFlightRequests, logger: Logger) {
         self.broker = broker
@@ -40,6 +42,7 @@ final class KafkaConnectionHandler: ChannelInboundHandler {
     }
 
     func channelActive(context: ChannelHandlerContext) {
+        clientHost = context.remoteAddress?.ipAddress.map { "/" + $0 } ?? ""
         logger[metadataKey: "client"] = "\(context.remoteAddress.map { "\($0)" } ?? "?")"
         logger.debug("connection opened")
         context.fireChannelActive()
@@ -76,7 +79,7 @@ final class KafkaConnectionHandler: ChannelInboundHandler {
             _ = try? context.channel.syncOptions?.setOption(.autoRead, value: false)
         }
         inFlight.begin()
-        broker.handle(decoded, on: context.eventLoop).assumeIsolated().whenComplete { result in
+        broker.handle(decoded, clientHost: clientHost, on: context.eventLoop).assumeIsolated().whenComplete { result in
             self.inFlight.end()
             switch result {
             case .success(let response): self.complete(sequence, with: response, context: context)

@@ -2,6 +2,7 @@
 import ArgumentParser
 import Broker
 import BrokerServer
+import ConsumerGroups
 import LogStorage
 import Logging
 import Raft
@@ -40,6 +41,18 @@ struct BrokerCommand: AsyncParsableCommand {
 
     @Option(help: "Replicas of a topic created without a replication factor (default.replication.factor).")
     var defaultReplicationFactor: Int16 = 3
+
+    @Option(help: "How long a group's first rebalance waits for more members (group.initial.rebalance.delay.ms).")
+    var groupInitialRebalanceDelayMs: Int64 = 3000
+
+    @Option(help: "The shortest session timeout a consumer may ask for (group.min.session.timeout.ms).")
+    var groupMinSessionTimeoutMs: Int32 = 6000
+
+    @Option(help: "The longest session timeout a consumer may ask for (group.max.session.timeout.ms).")
+    var groupMaxSessionTimeoutMs: Int32 = 1_800_000
+
+    @Option(help: "How long the offsets of an empty group are kept (offsets.retention.minutes).")
+    var offsetsRetentionMinutes: Int64 = 7 * 24 * 60
 
     @Option(help: "Event loop threads (default: one per core).")
     var threads: Int?
@@ -131,6 +144,18 @@ struct BrokerCommand: AsyncParsableCommand {
         } else {
             clusterAddress = voterList?.addresses[me] ?? PeerAddress(host: listenHost, port: 0)
         }
+        guard groupInitialRebalanceDelayMs >= 0 else {
+            throw CommandError("--group-initial-rebalance-delay-ms must be >= 0")
+        }
+        guard groupMinSessionTimeoutMs > 0, groupMinSessionTimeoutMs <= groupMaxSessionTimeoutMs else {
+            throw CommandError("--group-min-session-timeout-ms must be positive and at most --group-max-session-timeout-ms")
+        }
+        guard offsetsRetentionMinutes >= 1, offsetsRetentionMinutes <= Int64.max / 60_000 else {
+            throw CommandError("--offsets-retention-minutes must be at least 1")
+        }
+        broker.groupCoordinator = GroupCoordinatorConfig(
+            sessionTimeoutMsMin: groupMinSessionTimeoutMs, sessionTimeoutMsMax: groupMaxSessionTimeoutMs,
+            initialRebalanceDelayMs: groupInitialRebalanceDelayMs, offsetsRetentionMs: offsetsRetentionMinutes * 60_000)
         broker.clusterId = clusterId
         broker.defaultReplicationFactor = defaultReplicationFactor
         broker.voters = voterList?.nodeIDs.map { Int32(truncatingIfNeeded: $0.value) } ?? [nodeId]
