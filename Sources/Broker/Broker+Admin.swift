@@ -71,7 +71,7 @@ extension Broker {
             if let metadata = view.withLock({ $0.state.topic(topic) }) {
                 ready = (0..<metadata.partitionCount).allSatisfy { partition in
                     let group = GroupID(topic: topic, partition: partition)
-                    guard let known = leaderships.leader(of: group) else { return false }
+                    guard let known = knownLeader(of: group) else { return false }
                     return known.leader != nodeID || self.partition(topic, partition) != nil
                 }
             } else {
@@ -264,7 +264,7 @@ extension Broker {
             name: topic.name, isInternal: topic.name == OffsetsTopic.name,
             partitions: topic.assignment.enumerated().map { index, replicas in
                 let group = GroupID(topic: topic.name, partition: Int32(index))
-                guard let known = leaderships.leader(of: group) else {
+                guard let known = knownLeader(of: group) else {
                     return .init(
                         errorCode: .leaderNotAvailable, partitionIndex: Int32(index), leaderId: -1,
                         replicaNodes: replicas, isrNodes: replicas)

@@ -108,8 +108,9 @@ final class LeadershipBoard: Sendable {
         }
     }
 
-    /// The best-known leader of `group`, or nil.
-    func leader(of group: GroupID) -> (leader: NodeID, term: Term)? {
+    /// The best-known leader of `group`, or nil. Announcements of peers that `isReachable` says are cut off are
+    /// not believed: a dead leader is not named to clients once its link is gone.
+    func leader(of group: GroupID, isReachable: (NodeID) -> Bool = { _ in true }) -> (leader: NodeID, term: Term)? {
         table.withLock { table in
             var best: (leader: NodeID, term: Term)?
             var bestTerm = Term.zero
@@ -118,7 +119,8 @@ final class LeadershipBoard: Sendable {
                 if let leader = known.leader { best = (leader, known.term) }
             }
             for (peer, led) in table.announced {
-                guard let term = led[group], term > bestTerm || (term == bestTerm && best == nil) else { continue }
+                guard let term = led[group], term > bestTerm || (term == bestTerm && best == nil), isReachable(peer)
+                else { continue }
                 bestTerm = term
                 best = (peer, term)
             }
@@ -522,6 +524,13 @@ extension Broker {
             }
         }
         timers.withLock { $0 += [register, announce] }
+    }
+
+    /// The leader of `group` as this node best knows it (its own replica's knowledge, or what a peer it is linked
+    /// to announced).
+    func knownLeader(of group: GroupID) -> (leader: NodeID, term: Term)? {
+        let peers = environment.peers
+        return leaderships.leader(of: group) { peers.isConnected(to: $0) }
     }
 
     // MARK: Status

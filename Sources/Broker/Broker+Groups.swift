@@ -48,7 +48,7 @@ extension Broker {
             return refuse(.coordinatorNotAvailable, "\(OffsetsTopic.name) is being created")
         }
         let group = GroupID(topic: OffsetsTopic.name, partition: offsetsPartition(for: request.key))
-        guard let leader = leaderships.leader(of: group),
+        guard let leader = knownLeader(of: group),
             let node = state.nodes[Int32(truncatingIfNeeded: leader.leader.value)]
         else {
             return refuse(.coordinatorNotAvailable, "\(group) has no leader yet")
