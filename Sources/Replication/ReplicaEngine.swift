@@ -380,6 +380,8 @@ public final class ReplicaEngine<Token> {
     /// Closes the log (after the shell has completed any flush in flight): the last appends are fsynced, and the
     /// commit index is kept for the next start (`CommitCheckpoint`).
     public func close() throws(LogError) {
+        // Whoever waits for a commit hears now that this replica will not tell them (their client retries).
+        emit(waiters.fail(after: Offset(-2), .notLeader(leader: nil)))
         try log.close()
         guard failure == nil else { return }
         let committed = min(raft.commitIndex, reader.lastIndex)
