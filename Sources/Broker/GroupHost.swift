@@ -45,6 +45,9 @@ final class GroupHost {
     private var waiting: [RequestToken: (promise: EventLoopPromise<GroupResponse>, refusal: GroupResponse)] = [:]
     private var nextToken: UInt64 = 0
     private var ticks = 0
+    /// While loading: the next offset to replay (nil before loading starts).
+    private var loadNext: Offset?
+    private var loadedRecords = 0
 
     init(partition: Int32, config: GroupCoordinatorConfig, nodeId: Int32, logger: Logger) {
         self.partition = partition
@@ -70,21 +73,35 @@ final class GroupHost {
             term = engine.term
             coordinator = GroupCoordinator(config: config, memberIdSeed: "\(nodeId).\(term)", loading: true)
         }
-        if coordinator?.isLoading == true, engine.highWatermark == engine.log.logEndOffset {
-            load(replica)
+        if coordinator?.isLoading == true, loadNext == nil, engine.highWatermark == engine.log.logEndOffset {
+            loadNext = engine.log.logStartOffset
+            loadedRecords = 0
+            scheduleLoadStep(replica)
         }
     }
 
-    /// Replays the partition from its start up to the high watermark into the loading coordinator.
-    private func load(_ replica: PartitionReplica) {
-        guard var loading = coordinator else { return }
+    /// The bytes replayed per turn of the event loop: a large partition loads over many turns, so that the other
+    /// replicas of the loop keep ticking (and their leaders keep heartbeating) meanwhile.
+    static let loadBytesPerStep = 1 << 20
+
+    private func scheduleLoadStep(_ replica: PartitionReplica) {
+        let term = self.term
+        let bound = NIOLoopBound((self, replica), eventLoop: replica.loop)
+        replica.loop.execute {
+            let (host, replica) = bound.value
+            host.loadStep(replica, term: term)
+        }
+    }
+
+    /// Replays the next piece of the partition into the loading coordinator; the last piece ends loading.
+    private func loadStep(_ replica: PartitionReplica, term: Term) {
+        guard var loading = coordinator, loading.isLoading, self.term == term, let next = loadNext else { return }
         let engine = replica.engine
-        var next = engine.log.logStartOffset
-        var count = 0
+        guard engine.isLeader, engine.term == term else { return }
+        var position = next
         do {
-            while next < engine.highWatermark {
-                let read = try engine.readVerified(from: next, maxBytes: 4 << 20)
-                guard read.nextOffset > next else { break }
+            if position < engine.highWatermark {
+                let read = try engine.readVerified(from: position, maxBytes: Self.loadBytesPerStep)
                 var index = read.bytes.readerIndex
                 while index < read.bytes.writerIndex {
                     let header = try RecordBatchHeader.read(from: read.bytes, at: index)
@@ -99,20 +116,30 @@ final class GroupHost {
                         try loading.load(records)
                     } catch {
                         // Kafka logs and skips records it does not know.
-                        logger.warning("skipping a record of \(OffsetsTopic.name)-\(partition) that is not a group record: \(error)")
+                        logger.warning(
+                            "skipping a record of \(OffsetsTopic.name)-\(partition) that is not a group record: \(error)")
                     }
-                    count += records.count
+                    loadedRecords += records.count
                 }
-                next = read.nextOffset
+                position = max(read.nextOffset, position.advanced(by: read.batchCount == 0 ? 1 : 0))
             }
         } catch {
             logger.error("loading the groups of \(OffsetsTopic.name)-\(partition) failed: \(error)")
+            loadNext = nil
+            coordinator = nil
             return
         }
+        if position < engine.highWatermark {
+            coordinator = loading
+            loadNext = position
+            scheduleLoadStep(replica)
+            return
+        }
+        loadNext = nil
         loading.finishLoading(now: replica.clock.now().value)
         coordinator = loading
         logger.info(
-            "coordinating the groups of \(OffsetsTopic.name)-\(partition): \(loading.groupIds.count) groups, \(count) records replayed")
+            "coordinating the groups of \(OffsetsTopic.name)-\(partition): \(loading.groupIds.count) groups, \(loadedRecords) records replayed")
     }
 
     private func drop(_ why: String) {
@@ -120,6 +147,7 @@ final class GroupHost {
             logger.info("stopped coordinating \(OffsetsTopic.name)-\(partition): \(why)")
         }
         coordinator = nil
+        loadNext = nil
         let pending = waiting
         waiting = [:]
         for entry in pending.values { entry.promise.succeed(entry.refusal) }
