@@ -269,9 +269,10 @@ extension Broker {
                         errorCode: .leaderNotAvailable, partitionIndex: Int32(index), leaderId: -1,
                         replicaNodes: replicas, isrNodes: replicas)
                 }
+                let inSync = known.inSync.map { Int32(truncatingIfNeeded: $0.value) }
                 return .init(
                     partitionIndex: Int32(index), leaderId: Int32(truncatingIfNeeded: known.leader.value),
-                    replicaNodes: replicas, isrNodes: replicas)
+                    replicaNodes: replicas, isrNodes: inSync.isEmpty ? replicas : inSync)
             })
     }
 

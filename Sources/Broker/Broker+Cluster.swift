@@ -68,7 +68,9 @@ final class LeadershipBoard: Sendable {
         /// What this node's replicas know (leader, term).
         var local: [GroupID: (leader: NodeID?, term: Term)] = [:]
         /// The groups each peer last said it leads.
-        var announced: [NodeID: [GroupID: Term]] = [:]
+        var announced: [NodeID: [GroupID: AnnouncedLeadership]] = [:]
+        /// The in-sync replicas of the groups this node leads.
+        var localInSync: [GroupID: [NodeID]] = [:]
         /// Bumped when this node starts or stops leading a group.
         var localLeadVersion: UInt64 = 0
     }
@@ -89,40 +91,56 @@ final class LeadershipBoard: Sendable {
     func forget(_ group: GroupID) {
         table.withLock { table in
             if table.local.removeValue(forKey: group)?.leader == nodeID { table.localLeadVersion += 1 }
+            table.localInSync[group] = nil
+        }
+    }
+
+    func noteInSync(_ group: GroupID, _ inSync: [NodeID]?) {
+        table.withLock { table in
+            table.localInSync[group] = inSync
+            table.localLeadVersion += 1
         }
     }
 
     func noteAnnounced(_ list: [AnnouncedLeadership], from peer: NodeID) {
-        var led: [GroupID: Term] = [:]
-        for entry in list { led[entry.group] = entry.term }
+        var led: [GroupID: AnnouncedLeadership] = [:]
+        for entry in list { led[entry.group] = entry }
         table.withLock { $0.announced[peer] = led }
     }
 
-    /// The groups this node leads, with their terms.
+    /// The groups this node leads, with their terms and in-sync replicas.
     func ledLocally() -> (version: UInt64, list: [AnnouncedLeadership]) {
         table.withLock { table in
             let list = table.local.compactMap { group, known -> AnnouncedLeadership? in
-                known.leader == nodeID ? AnnouncedLeadership(group: group, term: known.term) : nil
+                guard known.leader == nodeID else { return nil }
+                return AnnouncedLeadership(group: group, term: known.term, inSync: table.localInSync[group] ?? [])
             }.sorted { $0.group < $1.group }
             return (table.localLeadVersion, list)
         }
     }
 
-    /// The best-known leader of `group`, or nil. Announcements of peers that `isReachable` says are cut off are
-    /// not believed: a dead leader is not named to clients once its link is gone.
-    func leader(of group: GroupID, isReachable: (NodeID) -> Bool = { _ in true }) -> (leader: NodeID, term: Term)? {
+    /// The best-known leader of `group` with its in-sync replicas (empty when unknown), or nil. Announcements of
+    /// peers that `isReachable` says are cut off are not believed: a dead leader is not named to clients once its
+    /// link is gone.
+    func leader(of group: GroupID, isReachable: (NodeID) -> Bool = { _ in true })
+        -> (leader: NodeID, term: Term, inSync: [NodeID])?
+    {
         table.withLock { table in
-            var best: (leader: NodeID, term: Term)?
+            var best: (leader: NodeID, term: Term, inSync: [NodeID])?
             var bestTerm = Term.zero
             if let known = table.local[group] {
                 bestTerm = known.term
-                if let leader = known.leader { best = (leader, known.term) }
+                if let leader = known.leader {
+                    let inSync = leader == nodeID ? table.localInSync[group] ?? [] : table.announced[leader]?[group]?.inSync ?? []
+                    best = (leader, known.term, inSync)
+                }
             }
             for (peer, led) in table.announced {
-                guard let term = led[group], term > bestTerm || (term == bestTerm && best == nil), isReachable(peer)
+                guard let entry = led[group], entry.term > bestTerm || (entry.term == bestTerm && best == nil),
+                    isReachable(peer)
                 else { continue }
-                bestTerm = term
-                best = (peer, term)
+                bestTerm = entry.term
+                best = (peer, entry.term, entry.inSync)
             }
             return best
         }
@@ -528,7 +546,7 @@ extension Broker {
 
     /// The leader of `group` as this node best knows it (its own replica's knowledge, or what a peer it is linked
     /// to announced).
-    func knownLeader(of group: GroupID) -> (leader: NodeID, term: Term)? {
+    func knownLeader(of group: GroupID) -> (leader: NodeID, term: Term, inSync: [NodeID])? {
         let peers = environment.peers
         return leaderships.leader(of: group) { peers.isConnected(to: $0) }
     }

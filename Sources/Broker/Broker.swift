@@ -136,7 +136,8 @@ public final class Broker: Sendable {
         self.host = ReplicaHost(
             nodeID: NodeID(UInt64(config.nodeId)), timings: config.raft, seed: environment.seed, group: group,
             peers: environment.peers, blocking: environment.blocking, io: environment.fileIO,
-            clock: environment.clock, logger: logger, onLeadershipChange: { board.noteLocal($0) })
+            clock: environment.clock, logger: logger, onLeadershipChange: { board.noteLocal($0) },
+            onInSyncChange: { board.noteInSync($0, $1) })
         self.homeLoop = host.loop(for: Controller.group)
         self.reconciler = NIOLoopBoundBox.makeBoxSendingValue(Reconciler(), eventLoop: homeLoop)
     }

@@ -165,6 +165,12 @@ final class PartitionReplica: HostedReplica {
         groups?.afterEngine(self)
     }
 
+    var followerProgress: (logEnd: Offset, followers: [NodeID: Offset])? {
+        guard let ends = engine.followerEndOffsets, let active = engine.activeFollowers else { return nil }
+        // Only followers heard from lately count as holding what they last acknowledged.
+        return (engine.log.logEndOffset, ends.filter { active.contains($0.key) })
+    }
+
     func status(voters: [NodeID]) -> ReplicaStatus {
         ReplicaStatus(
             group: group, isLeader: engine.isLeader, leader: engine.leader, term: engine.term, voters: voters,

@@ -119,6 +119,9 @@ protocol HostedReplica: AnyObject {
     func close()
     /// Its role and offsets.
     func status(voters: [NodeID]) -> ReplicaStatus
+    /// On the leader: the log end offset and what each follower heard from lately is known to hold; nil on a
+    /// follower.
+    var followerProgress: (logEnd: Offset, followers: [NodeID: Offset])? { get }
 }
 
 /// What a replica is built with, on its event loop.
@@ -171,7 +174,12 @@ final class ReplicaHost: Sendable {
     let clock: any BrokerClock
     let logger: Logger
     let onLeadershipChange: @Sendable (LeadershipChange) -> Void
+    /// Hears the in-sync replicas of a group this node leads when they change (nil: it stopped leading).
+    let onInSyncChange: @Sendable (GroupID, [NodeID]?) -> Void
     let limiter: LogRateLimiter
+    /// A follower that has not held everything the leader had for this long leaves the in-sync replicas
+    /// (`replica.lag.time.max.ms`; Kafka's default is 30 s).
+    static let inSyncLagMsMax: Int64 = 10_000
     let running = Mutex<Bool>(false)
 
     /// The replicas of one event loop, their heartbeat coalescer and tick timer (touched only on that loop).
@@ -196,6 +204,10 @@ final class ReplicaHost: Sendable {
         var reported: (leader: NodeID?, term: Term) = (nil, .zero)
         var flushInFlight = false
         var closing: EventLoopPromise<Void>?
+        /// On the leader: when each follower last held everything the leader had (Kafka's in-sync rule).
+        var caughtUpAtMs: [NodeID: Int64] = [:]
+        /// The in-sync replicas last reported (nil while not leading).
+        var reportedInSync: [NodeID]?
     }
 
     final class ShardState {
@@ -206,6 +218,7 @@ final class ReplicaHost: Sendable {
         var timer: RepeatedTask?
         /// Set by `shutdown`: no group may be added any more.
         var stopped = false
+        var ticks = 0
 
         init(peers: any PeerTransport) { transport = ShardTransport(peers: peers) }
 
@@ -247,8 +260,10 @@ final class ReplicaHost: Sendable {
     init(
         nodeID: NodeID, timings: RaftTimings, seed: UInt64, group: any EventLoopGroup, peers: any PeerTransport,
         blocking: any BlockingExecutor, io: any FileIO & Sendable, clock: any BrokerClock, logger: Logger,
-        onLeadershipChange: @escaping @Sendable (LeadershipChange) -> Void
+        onLeadershipChange: @escaping @Sendable (LeadershipChange) -> Void,
+        onInSyncChange: @escaping @Sendable (GroupID, [NodeID]?) -> Void = { _, _ in }
     ) {
+        self.onInSyncChange = onInSyncChange
         self.nodeID = nodeID
         self.timings = timings
         self.seed = seed
@@ -462,12 +477,46 @@ final class ReplicaHost: Sendable {
     func tick(_ shard: Shard) {
         let state = shard.state.value
         let now = clock.now()
+        state.ticks &+= 1
+        let checkInSync = state.ticks % 4 == 0
         for group in state.order {
             guard let slot = state.slots[group], let replica = slot.replica else { continue }
             replica.tick(now: now)
             noticeLeadership(slot, replica, group: group)
+            if checkInSync { noticeInSync(slot, replica, group: group, now: now.value) }
         }
         state.transport.flushHeartbeats()
+    }
+
+    /// Recomputes a leader's in-sync replicas: itself, and every follower that held all the leader had within
+    /// `inSyncLagMsMax`.
+    func noticeInSync(_ slot: Slot, _ replica: any HostedReplica, group: GroupID, now: Int64) {
+        guard let progress = replica.followerProgress else {
+            slot.caughtUpAtMs = [:]
+            if slot.reportedInSync != nil {
+                slot.reportedInSync = nil
+                onInSyncChange(group, nil)
+            }
+            return
+        }
+        var inSync: [NodeID] = []
+        for voter in slot.voters {
+            if voter == nodeID {
+                inSync.append(voter)
+                continue
+            }
+            if let end = progress.followers[voter], end >= progress.logEnd { slot.caughtUpAtMs[voter] = now }
+            // A new leader gives its followers the benefit of the doubt for one lag period.
+            let since = slot.caughtUpAtMs[voter] ?? {
+                slot.caughtUpAtMs[voter] = now
+                return now
+            }()
+            if now - since <= Self.inSyncLagMsMax { inSync.append(voter) }
+        }
+        if slot.reportedInSync != inSync {
+            slot.reportedInSync = inSync
+            onInSyncChange(group, inSync)
+        }
     }
 
     /// Routes Raft frames of one read from a peer to the replicas: coalesced heartbeats split, then one hop per

@@ -23,7 +23,7 @@ public struct Progress: Sendable, Equatable {
     /// the leader knows); a leader sends an empty append when its commit index is ahead of it.
     var sentCommit: LogIndex
     /// Whether the follower answered since the last check-quorum round.
-    var recentActive: Bool
+    public internal(set) var recentActive: Bool
     /// Ticks since the last append answer while something was outstanding.
     var stalledTicks: Int
     /// Outstanding appends: the last index each carried, and its payload bytes, oldest first.

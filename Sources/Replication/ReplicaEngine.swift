@@ -242,6 +242,13 @@ public final class ReplicaEngine<Token> {
         return state.progress.filter { $0.key != raft.id }.mapValues { $0.match.offset.advanced(by: 1) }
     }
 
+    /// On the leader, the followers that answered since the last check-quorum round (about an election timeout);
+    /// nil on a follower.
+    public var activeFollowers: Set<NodeID>? {
+        guard case .leader(let state) = raft.role else { return nil }
+        return Set(state.progress.filter { $0.key != raft.id && $0.value.recentActive }.keys)
+    }
+
     /// Peer messages the Raft core dropped as invalid (`InvalidMessage`); the shell may log its growth.
     public var invalidMessageCount: Int { raft.invalidMessageCount }
 

@@ -266,6 +266,15 @@ final class ClusterTests: XCTestCase {
         let described = try runCommand("kcat", ["-b", cluster.bootstrap, "-L", "-t", "later"], seconds: 30)
         XCTAssertTrue(described.output.contains("partition 0, leader"), described.output)
         XCTAssertFalse(described.output.contains("leader -1"), described.output)
+        // The dead node leaves the in-sync replicas of every partition once it has been silent for the lag limit.
+        let connection = try RawConnection(port: cluster.clientPorts[0], timeoutSeconds: 30)
+        try waitUntil("node 3 to leave the in-sync replicas", seconds: 40) {
+            let answer = try connection.roundTrip(
+                MetadataRequest(topics: [.init(name: "degraded")], allowAutoTopicCreation: false), version: 4)
+            let partitions = answer.topics.first?.partitions ?? []
+            return partitions.count == 3
+                && partitions.allSatisfy { $0.replicaNodes.count == 3 && $0.isrNodes.sorted() == [1, 2] }
+        }
     }
 
     /// Metadata, CreateTopics and DeleteTopics give the same answer from any node; a replication factor above the

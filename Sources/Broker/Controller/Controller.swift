@@ -296,6 +296,12 @@ extension Controller: HostedReplica {
         }
     }
 
+    var followerProgress: (logEnd: Offset, followers: [NodeID: Offset])? {
+        guard let ends = engine.followerEndOffsets, let active = engine.activeFollowers else { return nil }
+        // Only followers heard from lately count as holding what they last acknowledged.
+        return (engine.log.logEndOffset, ends.filter { active.contains($0.key) })
+    }
+
     func status(voters: [NodeID]) -> ReplicaStatus {
         ReplicaStatus(
             group: engine.group, isLeader: engine.isLeader, leader: engine.leader, term: engine.term, voters: voters,

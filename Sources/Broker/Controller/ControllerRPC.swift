@@ -12,10 +12,11 @@ enum BrokerRPC: Equatable, Sendable {
     case leaderships([AnnouncedLeadership])
 }
 
-/// One partition a node announces it leads.
+/// One partition a node announces it leads, with its in-sync replicas.
 struct AnnouncedLeadership: Equatable, Sendable {
     var group: GroupID
     var term: Term
+    var inSync: [NodeID] = []
 }
 
 /// Why an RPC body does not decode.
@@ -26,7 +27,8 @@ struct BrokerRPCError: Error, Equatable, CustomStringConvertible {
 /// The binary layout of `BrokerRPC` bodies and of controller replies, big-endian:
 ///
 /// ```
-/// request      := u8 1 | command | u8 2 | u32 count | count x (string topic | i32 partition | u64 term)
+/// request      := u8 1 | command
+///               | u8 2 | u32 count | count x (string topic | i32 partition | u64 term | u16 n | n x u64 in-sync node)
 /// command      := u8 kind | fields
 ///                 1 createTopic: string name | i32 partitions | i16 replication factor | configs
 ///                 2 createTopicWithAssignment: string name | u32 n | n x (u32 m | m x i32) | configs
@@ -59,6 +61,8 @@ enum BrokerRPCCodec {
                 writeString(entry.group.topic, into: &buffer)
                 buffer.writeInteger(entry.group.partition)
                 buffer.writeInteger(entry.term.value)
+                buffer.writeInteger(UInt16(min(entry.inSync.count, Int(UInt16.max))))
+                for node in entry.inSync.prefix(Int(UInt16.max)) { buffer.writeInteger(node.value) }
             }
         }
         return buffer
@@ -72,17 +76,23 @@ enum BrokerRPCCodec {
             rpc = .controllerCommand(try readCommand(&body))
         case 2:
             let count = Int(try read(UInt32.self, &body))
-            guard count * 14 <= body.readableBytes else { throw BrokerRPCError(description: "leadership count") }
+            guard count * 16 <= body.readableBytes else { throw BrokerRPCError(description: "leadership count") }
             var list: [AnnouncedLeadership] = []
             list.reserveCapacity(count)
             for _ in 0..<count {
                 let topic = try readString(&body)
                 let partition = try read(Int32.self, &body)
                 let term = try read(UInt64.self, &body)
+                let nodes = Int(try read(UInt16.self, &body))
+                guard nodes * 8 <= body.readableBytes else { throw BrokerRPCError(description: "in-sync count") }
+                var inSync: [NodeID] = []
+                for _ in 0..<nodes { inSync.append(NodeID(try read(UInt64.self, &body))) }
                 guard partition >= 0, topic.utf8.count <= GroupID.topicBytesMax else {
                     throw BrokerRPCError(description: "leadership of \(topic)-\(partition)")
                 }
-                list.append(AnnouncedLeadership(group: GroupID(topic: topic, partition: partition), term: Term(term)))
+                list.append(
+                    AnnouncedLeadership(
+                        group: GroupID(topic: topic, partition: partition), term: Term(term), inSync: inSync))
             }
             rpc = .leaderships(list)
         case let other:
