@@ -670,6 +670,23 @@ Layout: `throttle_time_ms int32, error_code int16, groups array[{group_id string
             F("protocolType", "string", "The protocol type."),
         ])),
     ]),
+    message("DeleteGroupsRequest", "deleteGroups", """
+DeleteGroups request v1 (key 42). v1 has v0's layout (v1 only changed throttling on quota).
+
+Layout: `groups_names array[string]`.""", [
+        F("groupsNames", "[string]", "The group ids to delete."),
+    ], response="DeleteGroupsResponse"),
+    message("DeleteGroupsResponse", "deleteGroups", """
+DeleteGroups response v1.
+
+Layout: `throttle_time_ms int32, results array[{group_id string, error_code int16}]`. Per group:
+NONE, NON_EMPTY_GROUP (68) while it has members, GROUP_ID_NOT_FOUND (69), NOT_COORDINATOR (16), ...""", [
+        THROTTLE,
+        F("results", "[T]", "One entry per group asked about.", S("GroupResult", "The outcome for one group.", [
+            F("groupId", "string", "The group id."),
+            ERROR,
+        ])),
+    ]),
 ]
 
 

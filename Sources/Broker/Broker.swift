@@ -259,7 +259,7 @@ public final class Broker: Sendable {
         case .initProducerId(let body):
             return initProducerId(body, on: loop).map { frame($0) }
         case .findCoordinator, .joinGroup, .syncGroup, .heartbeat, .leaveGroup, .offsetCommit, .offsetFetch,
-            .describeGroups, .listGroups:
+            .describeGroups, .listGroups, .deleteGroups:
             return groups(
                 request.request, clientId: header.clientId ?? "", clientHost: clientHost, version: version,
                 correlationId: id, on: loop)

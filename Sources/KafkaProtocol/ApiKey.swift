@@ -1,4 +1,4 @@
-/// The Kafka APIs Keel advertises (request header `api_key`).
+/// The Kafka APIs Keel's codec knows (request header `api_key`); `ApiVersionsTable` says which are advertised.
 public enum ApiKey: Int16, CaseIterable, Sendable, CustomStringConvertible {
     /// Produce (0).
     case produce = 0
@@ -36,6 +36,8 @@ public enum ApiKey: Int16, CaseIterable, Sendable, CustomStringConvertible {
     case initProducerId = 22
     /// DescribeConfigs (32).
     case describeConfigs = 32
+    /// DeleteGroups (42).
+    case deleteGroups = 42
 
     /// The Kafka name of the API, as in its JSON schema.
     public var description: String {
@@ -58,6 +60,7 @@ public enum ApiKey: Int16, CaseIterable, Sendable, CustomStringConvertible {
         case .deleteTopics: "DeleteTopics"
         case .initProducerId: "InitProducerId"
         case .describeConfigs: "DescribeConfigs"
+        case .deleteGroups: "DeleteGroups"
         }
     }
 
@@ -83,6 +86,7 @@ public enum ApiKey: Int16, CaseIterable, Sendable, CustomStringConvertible {
         case .deleteTopics: 4
         case .initProducerId: 2
         case .describeConfigs: 4
+        case .deleteGroups: 2
         }
     }
 

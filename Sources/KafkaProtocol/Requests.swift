@@ -38,6 +38,8 @@ public enum KafkaRequest: Sendable, Equatable {
     case initProducerId(InitProducerIdRequest)
     /// DescribeConfigs v1.
     case describeConfigs(DescribeConfigsRequest)
+    /// DeleteGroups v1 (implemented, not advertised yet: see `ApiVersionsTable.unadvertised`).
+    case deleteGroups(DeleteGroupsRequest)
 
     /// The body as its message type.
     public var body: any KafkaMessage {
@@ -60,6 +62,7 @@ public enum KafkaRequest: Sendable, Equatable {
         case .deleteTopics(let body): body
         case .initProducerId(let body): body
         case .describeConfigs(let body): body
+        case .deleteGroups(let body): body
         }
     }
 
@@ -96,6 +99,7 @@ public enum KafkaRequest: Sendable, Equatable {
         case .deleteTopics: .deleteTopics(try .decode(from: &reader, version: version))
         case .initProducerId: .initProducerId(try .decode(from: &reader, version: version))
         case .describeConfigs: .describeConfigs(try .decode(from: &reader, version: version))
+        case .deleteGroups: .deleteGroups(try .decode(from: &reader, version: version))
         }
     }
 }

@@ -59,6 +59,7 @@ final class MessageTests: XCTestCase {
         case .deleteTopics(let body): frame(body, version, correlationId)
         case .initProducerId(let body): frame(body, version, correlationId)
         case .describeConfigs(let body): frame(body, version, correlationId)
+        case .deleteGroups(let body): frame(body, version, correlationId)
         }
     }
 
@@ -131,6 +132,13 @@ final class MessageTests: XCTestCase {
                 entry.implemented.lowerBound >= entry.minVersion && entry.implemented.upperBound == entry.maxVersion)
             XCTAssertFalse(entry.apiKey.isFlexible(entry.implemented.lowerBound) && entry.apiKey != .apiVersions)
         }
+        // DeleteGroups is implemented (v0 and v1 share a layout) but not advertised until the broker serves it.
+        XCTAssertEqual(ApiVersionsTable.unadvertised.map(\.apiKey), [.deleteGroups])
+        XCTAssertFalse(ApiVersionsTable.isAdvertised(.deleteGroups))
+        XCTAssertTrue(ApiVersionsTable.isAdvertised(.joinGroup))
+        XCTAssertEqual(ApiVersionsTable.implementedVersions(of: .deleteGroups), 0...1)
+        XCTAssertFalse(ApiVersionsTable.advertised.contains { $0.apiKey == ApiKey.deleteGroups.rawValue })
+        XCTAssertEqual(Set(ApiVersionsTable.entries.map(\.apiKey)).union([.deleteGroups]), Set(ApiKey.allCases))
         XCTAssertEqual(ApiVersionsTable.implementedVersions(of: .apiVersions), 0...3)
         XCTAssertEqual(ApiVersionsTable.implementedVersions(of: .initProducerId), 0...1)
         XCTAssertEqual(ApiVersionsTable.preferredVersion(of: .fetch), 11)

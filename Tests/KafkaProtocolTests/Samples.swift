@@ -125,6 +125,8 @@ enum Samples {
         ),
         (3, .describeGroups(DescribeGroupsRequest(groups: ["g1", "g2"], includeAuthorizedOperations: false))),
         (2, .listGroups(ListGroupsRequest())),
+        (0, .deleteGroups(DeleteGroupsRequest(groupsNames: ["g1"]))),
+        (1, .deleteGroups(DeleteGroupsRequest(groupsNames: ["g1", "g2"]))),
         (0, .apiVersions(ApiVersionsRequest())),
         (1, .apiVersions(ApiVersionsRequest())),
         (2, .apiVersions(ApiVersionsRequest())),
@@ -287,6 +289,12 @@ enum Samples {
             2,
             ListGroupsResponse(
                 throttleTimeMs: 0, errorCode: .none, groups: [.init(groupId: "g1", protocolType: "consumer")])
+        ),
+        (
+            1,
+            DeleteGroupsResponse(
+                throttleTimeMs: 0,
+                results: [.init(groupId: "g1", errorCode: .none), .init(groupId: "g2", errorCode: .nonEmptyGroup)])
         ),
         (0, ApiVersionsResponse.keel),
         (1, ApiVersionsResponse(apiKeys: ApiVersionsTable.advertised, throttleTimeMs: 3)),

@@ -1482,3 +1482,120 @@ public struct ListGroupsResponse: KafkaMessage, WireElement {
         }
     }
 }
+
+/// DeleteGroups request v1 (key 42). v1 has v0's layout (v1 only changed throttling on quota).
+///
+/// Layout: `groups_names array[string]`.
+public struct DeleteGroupsRequest: KafkaRequestMessage, WireElement {
+    /// The response body type.
+    public typealias Response = DeleteGroupsResponse
+    /// The API key of this body.
+    public static let apiKey = ApiKey.deleteGroups
+
+    /// The group ids to delete.
+    public var groupsNames: [String]
+
+    /// Creates a value with every field given.
+    public init(groupsNames: [String]) {
+        self.groupsNames = groupsNames
+    }
+
+    static let minWireBytes = 4
+
+    static func read(from reader: inout KafkaReader) throws(KafkaProtocolError) -> Self {
+        let groupsNames = try reader.readStringArray()
+        return Self(groupsNames: groupsNames)
+    }
+
+    func write(to writer: inout KafkaWriter) {
+        writer.writeStringArray(groupsNames)
+    }
+
+    /// Writes the body (the version must be implemented; see `ApiVersionsTable`).
+    public func encode(into writer: inout KafkaWriter, version: Int16) {
+        Self.checkEncodable(version)
+        write(to: &writer)
+    }
+
+    /// Reads the body.
+    public static func decode(
+        from reader: inout KafkaReader,
+        version: Int16
+    ) throws(KafkaProtocolError) -> Self {
+        try read(from: &reader)
+    }
+}
+
+/// DeleteGroups response v1.
+///
+/// Layout: `throttle_time_ms int32, results array[{group_id string, error_code int16}]`. Per group:
+/// NONE, NON_EMPTY_GROUP (68) while it has members, GROUP_ID_NOT_FOUND (69), NOT_COORDINATOR (16), ...
+public struct DeleteGroupsResponse: KafkaMessage, WireElement {
+    /// The API key of this body.
+    public static let apiKey = ApiKey.deleteGroups
+
+    /// Time the client should back off, in milliseconds (0 = none).
+    public var throttleTimeMs: Int32
+    /// One entry per group asked about.
+    public var results: [GroupResult]
+
+    /// Creates a value with every field given.
+    public init(throttleTimeMs: Int32 = 0, results: [GroupResult]) {
+        self.throttleTimeMs = throttleTimeMs
+        self.results = results
+    }
+
+    static let minWireBytes = 8
+
+    static func read(from reader: inout KafkaReader) throws(KafkaProtocolError) -> Self {
+        let throttleTimeMs = try reader.readInt32()
+        let results = try reader.readArray(of: GroupResult.self)
+        return Self(throttleTimeMs: throttleTimeMs, results: results)
+    }
+
+    func write(to writer: inout KafkaWriter) {
+        writer.writeInt32(throttleTimeMs)
+        writer.writeArray(results)
+    }
+
+    /// Writes the body (the version must be implemented; see `ApiVersionsTable`).
+    public func encode(into writer: inout KafkaWriter, version: Int16) {
+        Self.checkEncodable(version)
+        write(to: &writer)
+    }
+
+    /// Reads the body.
+    public static func decode(
+        from reader: inout KafkaReader,
+        version: Int16
+    ) throws(KafkaProtocolError) -> Self {
+        try read(from: &reader)
+    }
+
+    /// The outcome for one group.
+    public struct GroupResult: Sendable, Equatable, WireElement {
+        /// The group id.
+        public var groupId: String
+        /// The error, or NONE.
+        public var errorCode: ErrorCode
+
+        /// Creates a value with every field given.
+        public init(groupId: String, errorCode: ErrorCode = .none) {
+            self.groupId = groupId
+            self.errorCode = errorCode
+        }
+
+        static let minWireBytes = 4
+
+        static func read(from reader: inout KafkaReader) throws(KafkaProtocolError) -> Self {
+            let groupId = try reader.readString()
+            let errorCode = ErrorCode(try reader.readInt16())
+            return Self(groupId: groupId, errorCode: errorCode)
+        }
+
+        func write(to writer: inout KafkaWriter) {
+            writer.writeString(groupId)
+            writer.writeInt16(errorCode.rawValue)
+        }
+    }
+}
