@@ -224,7 +224,9 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
             ],
             // The mock cluster launcher is run by path (#filePath), not bundled.
-            exclude: ["Support/mock_cluster.py", "Support/librdkafka_partitions.py"]
+            exclude: [
+                "Support/mock_cluster.py", "Support/librdkafka_partitions.py", "Support/kafka_python_check.py",
+            ]
         ),
         .testTarget(
             name: "KeelCommandTests",
