@@ -6,8 +6,10 @@
 // topics, partition leaders) refreshed when an answer says it is stale, the admin calls
 // (create / delete / list / describe topics, describe configs), the producer (batching by
 // size and linger, LZ4, acks, retries, idempotence with per-partition sequence numbers,
-// Kafka's murmur2 partitioner) and the partition consumer (Fetch, ListOffsets, records as
-// an AsyncSequence).
+// Kafka's murmur2 partitioner), the partition consumer (Fetch, ListOffsets, records as
+// an AsyncSequence), the group consumer (Kafka's classic group protocol with the "consumer"
+// embedded protocol, range / roundrobin assignors, heartbeats in the background, auto or
+// manual commits, seek) and group administration (list, describe, delete, offsets).
 //
 // What it must never do: trap on bytes from the network (every answer is decoded with
 // typed errors), block an event loop, or lose a record silently: every record handed to
@@ -24,9 +26,16 @@
 //         print(record.offset, String(buffer: record.value ?? ByteBuffer()))
 //     }
 //
+//     let consumer = try KeelConsumer(client: client, configuration: ConsumerConfiguration(groupId: "billing"))
+//     try await consumer.subscribe(["orders"])
+//     for try await record in consumer.records() { handle(record) }   // auto-commit, at least once
+//     await consumer.close()
+//
 // Main types: `KeelClient` (an actor: connections, metadata, admin, fetch, list offsets),
 // `KeelProducer` (an actor: the produce path), `PartitionConsumer` (an AsyncSequence of
-// `ConsumerRecord`), `KeelClientError`, `ClusterMetadata`, `Partitioner`. Internals:
+// `ConsumerRecord`), `KeelConsumer` (an actor: a consumer-group member; GroupConsumer.swift),
+// `ConsumerProtocolSubscription` / `ConsumerProtocolAssignment`, `PartitionAssignor`,
+// `KeelClientError`, `ClusterMetadata`, `Partitioner`. Internals:
 // `BrokerConnection` + `KafkaClientHandler` (NIO), `ResponseMatcher` (in-order matching),
 // `RecordAccumulator` (pure batching state).
 

@@ -34,6 +34,8 @@ public enum KeelClientError: Error, Sendable, Equatable, CustomStringConvertible
     case batchBuild(RecordBatchError)
     /// The producer or client was closed.
     case closed
+    /// A consumer has no committed offset for the partition and its `autoOffsetReset` is `.none`.
+    case noCommittedOffset(topic: String, partition: Int32)
     /// `count` records handed to `KeelProducer.enqueue` were not delivered; `first` says why the first failed.
     indirect case deliveryFailed(count: Int, first: KeelClientError)
 
@@ -82,6 +84,8 @@ public enum KeelClientError: Error, Sendable, Equatable, CustomStringConvertible
         case .corruptBatch(let error): "corrupt record batch: \(error)"
         case .batchBuild(let error): "cannot build record batch: \(error)"
         case .closed: "the client is closed"
+        case .noCommittedOffset(let topic, let partition):
+            "group has no committed offset for \(topic)-\(partition) and autoOffsetReset is none"
         case .deliveryFailed(let count, let first): "\(count) records were not delivered: \(first)"
         }
     }

@@ -263,6 +263,32 @@ final class GroupMembershipTests: XCTestCase {
         XCTAssertEqual(
             [100, 200, 400, 800, 1000, 1000], (1...6).map { groupBackoffMs(attempt: $0, baseMs: 100, maxMs: 1000) })
     }
+
+    /// The defaults are the Java consumer's; settings out of range are refused with a sentence.
+    func testConfigurationDefaultsAndValidation() throws {
+        let defaults = ConsumerConfiguration(groupId: "g")
+        XCTAssertEqual(defaults.sessionTimeoutMs, 45_000)
+        XCTAssertEqual(defaults.rebalanceTimeoutMs, 300_000)
+        XCTAssertEqual(defaults.heartbeatIntervalMs, 3_000)
+        XCTAssertEqual(defaults.autoOffsetReset, .latest)
+        XCTAssertTrue(defaults.enableAutoCommit)
+        XCTAssertEqual(defaults.autoCommitIntervalMs, 5_000)
+        XCTAssertEqual(defaults.assignors, [.range, .roundRobin])
+        XCTAssertNil(defaults.groupInstanceId)
+        try defaults.validate()
+        var broken = defaults
+        broken.heartbeatIntervalMs = 45_000
+        XCTAssertThrowsError(try broken.validate())
+        broken = defaults
+        broken.groupId = ""
+        XCTAssertThrowsError(try broken.validate())
+        broken = defaults
+        broken.assignors = [.range, .range]
+        XCTAssertThrowsError(try broken.validate())
+        broken = defaults
+        broken.groupInstanceId = ""
+        XCTAssertThrowsError(try broken.validate())
+    }
 }
 
 /// SplitMix64: a seeded generator, so that a failing random case replays.

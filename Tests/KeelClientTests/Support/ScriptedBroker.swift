@@ -9,6 +9,9 @@ enum ScriptedReply: Sendable {
     case message(any KafkaMessage, version: Int16, correlationId: Int32)
     /// Close the connection.
     case close
+    /// `reply`, written `ms` milliseconds later; replies after it on the connection wait for it,
+    /// since a Kafka broker answers a connection's requests in order.
+    indirect case delayed(ms: Int64, ScriptedReply)
 
     /// The answer to `request` with `body`, at the request's version and correlation id.
     static func answer(_ request: DecodedRequest, _ body: any KafkaMessage) -> ScriptedReply {
@@ -107,6 +110,9 @@ private final class ScriptedBrokerHandler: ChannelInboundHandler {
         self.standard = standard
     }
 
+    /// Completes when every reply so far is written: replies go out in request order.
+    private var tail: EventLoopFuture<Void>?
+
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let frame = unwrapInboundIn(data)
         guard let request = try? KafkaRequestDecoder.decode(frame: frame) else {
@@ -114,15 +120,35 @@ private final class ScriptedBrokerHandler: ChannelInboundHandler {
             return
         }
         log.withLock { $0.append(request) }
+        let bound = NIOLoopBound(context, eventLoop: context.eventLoop)
         for reply in script(request) ?? standard(request) {
-            switch reply {
-            case .message(let body, let version, let correlationId):
-                let bytes = KafkaResponseEncoder.encodeFrame(body, version: version, correlationId: correlationId)
-                context.writeAndFlush(wrapOutboundOut(bytes), promise: nil)
-            case .close:
-                context.close(promise: nil)
-                return
+            var delayMs: Int64 = 0
+            var reply = reply
+            while case .delayed(let ms, let inner) = reply {
+                delayMs += ms
+                reply = inner
             }
+            let previous = tail ?? context.eventLoop.makeSucceededVoidFuture()
+            let eventLoop = context.eventLoop
+            let final = reply
+            tail = previous.flatMap {
+                let written: EventLoopFuture<Void> =
+                    delayMs > 0
+                    ? eventLoop.scheduleTask(in: .milliseconds(delayMs)) {}.futureResult : eventLoop.makeSucceededVoidFuture()
+                return written.map { Self.write(final, to: bound.value) }
+            }
+        }
+    }
+
+    private static func write(_ reply: ScriptedReply, to context: ChannelHandlerContext) {
+        switch reply {
+        case .message(let body, let version, let correlationId):
+            let bytes = KafkaResponseEncoder.encodeFrame(body, version: version, correlationId: correlationId)
+            context.writeAndFlush(NIOAny(bytes), promise: nil)
+        case .close:
+            context.close(promise: nil)
+        case .delayed(_, let inner):
+            write(inner, to: context)
         }
     }
 }
