@@ -21,6 +21,10 @@ PRIMS = {
     "string": ("String", "try reader.readString()", "writer.writeString({v})", 2),
     "string?": ("String?", "try reader.readNullableString()", "writer.writeNullableString({v})", 2),
     "bytes": ("ByteBuffer", "try reader.readBytes()", "writer.writeBytes({v})", 4),
+    # Never null by the schema, but a null is read as empty: response fields that librdkafka's
+    # mock cluster writes as null in its error answers (librdkafka itself reads them leniently).
+    "string~": ("String", "try reader.readStringNullAsEmpty()", "writer.writeString({v})", 2),
+    "bytes~": ("ByteBuffer", "try reader.readBytesNullAsEmpty()", "writer.writeBytes({v})", 4),
     "bytes?": ("ByteBuffer?", "try reader.readNullableBytes()", "writer.writeNullableBytes({v})", 4),
     "records": ("ByteBuffer?", "try reader.readRecords()", "writer.writeRecords({v})", 4),
     "fetchrecords": ("FetchRecords", "FetchRecords(try reader.readRecords())", "{v}.write(to: &writer)", 4),
@@ -511,9 +515,9 @@ metadata bytes}]` (members only for the leader).""", [
         THROTTLE,
         ERROR,
         F("generationId", "int32", "The generation."),
-        F("protocolName", "string", "The chosen protocol."),
-        F("leader", "string", "The leader's member id."),
-        F("memberId", "string", "This member's id."),
+        F("protocolName", "string~", "The chosen protocol (a null reads as \"\")."),
+        F("leader", "string~", "The leader's member id (a null reads as \"\")."),
+        F("memberId", "string~", "This member's id (a null reads as \"\")."),
         F("members", "[T]", "The members (leader only).", S("Member", "A group member.", [
             F("memberId", "string", "The member id."),
             F("groupInstanceId", "string?", "The static instance id, or nil."),
@@ -540,7 +544,7 @@ SyncGroup response v3.
 Layout: `throttle_time_ms int32, error_code int16, assignment bytes`.""", [
         THROTTLE,
         ERROR,
-        F("assignment", "bytes", "This member's opaque assignment."),
+        F("assignment", "bytes~", "This member's opaque assignment (a null reads as empty)."),
     ]),
     message("HeartbeatRequest", "heartbeat", """
 Heartbeat request v1 (key 12).

@@ -140,6 +140,17 @@ public struct KafkaReader: Sendable {
         return bytes
     }
 
+    /// Reads a `string` the schema says is never null, taking a null as "": for the few response
+    /// fields librdkafka's mock cluster writes as null in its error answers (librdkafka reads them).
+    public mutating func readStringNullAsEmpty() throws(KafkaProtocolError) -> String {
+        try readNullableString() ?? ""
+    }
+
+    /// Reads `bytes` the schema says are never null, taking a null as empty (see `readStringNullAsEmpty`).
+    public mutating func readBytesNullAsEmpty() throws(KafkaProtocolError) -> ByteBuffer {
+        try readNullableBytes() ?? ByteBuffer()
+    }
+
     /// Reads nullable `bytes` (int32 length, -1 = null), as a slice of the frame.
     public mutating func readNullableBytes() throws(KafkaProtocolError) -> ByteBuffer? {
         let length = try readInt32()

@@ -144,6 +144,31 @@ final class MessageTests: XCTestCase {
         XCTAssertEqual(ApiVersionsTable.preferredVersion(of: .fetch), 11)
     }
 
+    /// librdkafka's mock cluster answers a refused JoinGroup with null protocol, leader and member
+    /// strings, and a refused SyncGroup with a null assignment; both read as empty (as librdkafka
+    /// reads them) rather than failing the whole answer.
+    func testGroupErrorAnswersWithNullsDecode() throws {
+        var join = KafkaWriter()
+        ResponseHeader(correlationId: 5).encode(into: &join, version: 0)
+        join.writeInt32(0)  // throttle
+        join.writeInt16(ErrorCode.notCoordinator.rawValue)
+        join.writeInt32(-1)  // generation
+        for _ in 0..<3 { join.writeNullableString(nil) }  // protocol name, leader, member id
+        join.writeInt32(0)  // members
+        let joined = try KafkaResponseDecoder.decode(JoinGroupResponse.self, frame: join.buffer, version: 5).body
+        XCTAssertEqual(joined.errorCode, .notCoordinator)
+        XCTAssertEqual([joined.protocolName, joined.leader, joined.memberId], ["", "", ""])
+
+        var sync = KafkaWriter()
+        ResponseHeader(correlationId: 6).encode(into: &sync, version: 0)
+        sync.writeInt32(0)
+        sync.writeInt16(ErrorCode.invalidRequest.rawValue)
+        sync.writeNullableBytes(nil)
+        let synced = try KafkaResponseDecoder.decode(SyncGroupResponse.self, frame: sync.buffer, version: 3).body
+        XCTAssertEqual(synced.errorCode, .invalidRequest)
+        XCTAssertEqual(synced.assignment.readableBytes, 0)
+    }
+
     /// An ApiVersions request of an unknown version is answered (not parsed) with the v0 error body.
     func testUnsupportedApiVersionsIsAnsweredNotParsed() throws {
         var writer = KafkaWriter()

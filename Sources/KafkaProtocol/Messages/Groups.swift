@@ -263,11 +263,11 @@ public struct JoinGroupResponse: KafkaMessage, WireElement {
     public var errorCode: ErrorCode
     /// The generation.
     public var generationId: Int32
-    /// The chosen protocol.
+    /// The chosen protocol (a null reads as "").
     public var protocolName: String
-    /// The leader's member id.
+    /// The leader's member id (a null reads as "").
     public var leader: String
-    /// This member's id.
+    /// This member's id (a null reads as "").
     public var memberId: String
     /// The members (leader only).
     public var members: [Member]
@@ -297,9 +297,9 @@ public struct JoinGroupResponse: KafkaMessage, WireElement {
         let throttleTimeMs = try reader.readInt32()
         let errorCode = ErrorCode(try reader.readInt16())
         let generationId = try reader.readInt32()
-        let protocolName = try reader.readString()
-        let leader = try reader.readString()
-        let memberId = try reader.readString()
+        let protocolName = try reader.readStringNullAsEmpty()
+        let leader = try reader.readStringNullAsEmpty()
+        let memberId = try reader.readStringNullAsEmpty()
         let members = try reader.readArray(of: Member.self)
         return Self(
             throttleTimeMs: throttleTimeMs,
@@ -483,7 +483,7 @@ public struct SyncGroupResponse: KafkaMessage, WireElement {
     public var throttleTimeMs: Int32
     /// The error, or NONE.
     public var errorCode: ErrorCode
-    /// This member's opaque assignment.
+    /// This member's opaque assignment (a null reads as empty).
     public var assignment: ByteBuffer
 
     /// Creates a value with every field given.
@@ -498,7 +498,7 @@ public struct SyncGroupResponse: KafkaMessage, WireElement {
     static func read(from reader: inout KafkaReader) throws(KafkaProtocolError) -> Self {
         let throttleTimeMs = try reader.readInt32()
         let errorCode = ErrorCode(try reader.readInt16())
-        let assignment = try reader.readBytes()
+        let assignment = try reader.readBytesNullAsEmpty()
         return Self(throttleTimeMs: throttleTimeMs, errorCode: errorCode, assignment: assignment)
     }
 
