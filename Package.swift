@@ -226,6 +226,7 @@ let package = Package(
             // The mock cluster launcher is run by path (#filePath), not bundled.
             exclude: [
                 "Support/mock_cluster.py", "Support/librdkafka_partitions.py", "Support/kafka_python_check.py",
+                "Support/group_member.py",
             ]
         ),
         .testTarget(

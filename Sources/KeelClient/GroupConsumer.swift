@@ -203,6 +203,8 @@ public actor KeelConsumer {
     private var coordinatorLookup: Task<Result<Coordinator, KeelClientError>, Never>?
     private var joinNeeded = true
     private var isJoining = false
+    /// Consecutive SyncGroups refused with an unknown error, for the backoff.
+    private var syncFailures = 0
     private var groupTopics: [String] = []
     /// Partitions lost with the generation, to report to the listener from the group loop.
     private var lostToReport: [TopicPartition] = []
@@ -539,10 +541,12 @@ public actor KeelConsumer {
         case .resetGenerationAndRejoin:
             loseAssignment()
             generationId = -1
+            isLeader = false
             joinNeeded = true
         case .resetMemberAndRejoin:
             loseAssignment()
             generationId = -1
+            isLeader = false
             memberId = ""
             joinNeeded = true
         case .rediscoverCoordinator:
@@ -644,7 +648,16 @@ public actor KeelConsumer {
             groupInstanceId: configuration.groupInstanceId, assignments: assignments)
         let synced = try await coordinator.connection.send(sync, timeoutMs: rebalanceWaitMs)
         guard !isClosed else { throw .closed }
-        guard synced.errorCode == .none else { throw .broker(synced.errorCode, context: "SyncGroup") }
+        guard synced.errorCode == .none else {
+            let error = KeelClientError.broker(synced.errorCode, context: "SyncGroup")
+            guard GroupErrorAction.classify(error, in: .syncGroup) == .retryLater, GroupErrorAction.classify(error) == .fatal
+            else { throw error }
+            // An error the table does not know: join again after a backoff (joinNeeded is still set).
+            syncFailures += 1
+            await backoff(attempt: syncFailures)
+            return
+        }
+        syncFailures = 0
         let assignment = try ConsumerProtocolAssignment.decode(synced.assignment)
         guard generationId == joined.generationId, subscription == topics else {
             // The subscription changed while we joined: join again with the new one.
@@ -753,12 +766,10 @@ public actor KeelConsumer {
         committed = [:]
         inHand = nil
         handOutCursor = 0
-        isLeader = false
     }
 
     private func install(_ assignment: [TopicPartition]) {
         clearAssignment()
-        isLeader = false
         assigned = Array(Set(assignment)).sorted {
             $0.topic == $1.topic ? $0.partition < $1.partition : javaStringOrder($0.topic, $1.topic)
         }

@@ -48,6 +48,19 @@ enum GroupErrorAction: Equatable, Sendable {
         }
     }
 
+    /// The action for `error` answering a request of `api`. A SyncGroup refused with an error
+    /// this table does not know is retried with a new JoinGroup after a backoff, as librdkafka
+    /// does (for instance librdkafka's mock cluster answers INVALID_REQUEST to a follower whose
+    /// SyncGroup arrives after the leader's), unless the error is one that never gets better.
+    static func classify(_ error: KeelClientError, in api: ApiKey) -> GroupErrorAction {
+        let action = classify(error)
+        guard api == .syncGroup, action == .fatal, case .broker(let code, _) = error else { return action }
+        let permanent: Set<ErrorCode> = [
+            .fencedInstanceId, .invalidSessionTimeout, .inconsistentGroupProtocol, .groupMaxSizeReached, .invalidGroupId,
+        ]
+        return permanent.contains(code) ? .fatal : .retryLater
+    }
+
     /// Whether the member must rejoin the group.
     var rejoins: Bool {
         self == .rejoin || self == .resetGenerationAndRejoin || self == .resetMemberAndRejoin

@@ -260,6 +260,12 @@ final class GroupMembershipTests: XCTestCase {
         for (error, action) in cases {
             XCTAssertEqual(GroupErrorAction.classify(error), action, "\(error)")
         }
+        // SyncGroup: an unknown refusal is retried with a new join; configuration errors stay fatal.
+        XCTAssertEqual(GroupErrorAction.classify(.broker(.invalidRequest, context: ""), in: .syncGroup), .retryLater)
+        XCTAssertEqual(GroupErrorAction.classify(.broker(.fencedInstanceId, context: ""), in: .syncGroup), .fatal)
+        XCTAssertEqual(GroupErrorAction.classify(.broker(.invalidRequest, context: ""), in: .joinGroup), .fatal)
+        XCTAssertEqual(
+            GroupErrorAction.classify(.broker(.rebalanceInProgress, context: ""), in: .syncGroup), .rejoin)
         XCTAssertEqual(
             [100, 200, 400, 800, 1000, 1000], (1...6).map { groupBackoffMs(attempt: $0, baseMs: 100, maxMs: 1000) })
     }
