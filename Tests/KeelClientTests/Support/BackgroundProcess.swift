@@ -1,7 +1,8 @@
 import Foundation
 
 /// A child process that runs beside a test: its stdout lines are collected as they come, and
-/// `stop` ends it by closing its stdin (SIGTERM if it lingers).
+/// `stop` ends it by closing its stdin (SIGTERM if it lingers). Its stderr is dropped, or written
+/// to the file BACKGROUND_STDERR names (for debugging a test).
 final class BackgroundProcess: @unchecked Sendable {
     private let process = Process()
     private let stdin = Pipe()

@@ -8,6 +8,7 @@ Prints one line per event, flushed: "assigned t-0,t-1" after every assignment (n
 word when it is empty), "revoked ..." before giving partitions up, "record <partition> <offset>"
 per record. Runs until its stdin closes (the test ends or dies) or 120 s pass, then closes the
 consumer (which commits, and leaves the group unless it is a static member).
+With GROUP_MEMBER_DEBUG set, librdkafka logs its group protocol to stderr (see BackgroundProcess).
 """
 import json
 import os
