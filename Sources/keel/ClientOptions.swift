@@ -1,5 +1,5 @@
-// What `keel topic`, `keel produce` and `keel consume` share: the bootstrap option, the
-// client they build from it, and the one-line advice printed for each client error.
+// What `keel topic`, `keel produce`, `keel consume` and `keel group` share: the bootstrap option,
+// the client they build from it, and the one-line advice printed for each client error.
 import ArgumentParser
 import KafkaProtocol
 import KeelClient
@@ -23,8 +23,21 @@ struct ClientOptions: ParsableArguments {
     }
 
     /// The one line to print for `error`, saying what to do about it.
-    func explain(_ error: KeelClientError, topic: String? = nil) -> CommandError {
+    func explain(_ error: KeelClientError, topic: String? = nil, group: String? = nil) -> CommandError {
+        let groupName = group.map { "group '\($0)'" } ?? "the group"
         switch error {
+        case .broker(.coordinatorNotAvailable, _), .broker(.notCoordinator, _), .broker(.coordinatorLoadInProgress, _):
+            return CommandError(
+                "no coordinator for \(groupName) answers yet (\(error)); the cluster may still be starting or "
+                    + "not host consumer groups: retry in a moment")
+        case .broker(.nonEmptyGroup, _):
+            return CommandError("\(groupName) still has members; stop its consumers first")
+        case .broker(.groupIdNotFound, _):
+            return CommandError("\(groupName) does not exist; see the groups with `keel group list`")
+        case .broker(.unknownMemberId, _), .broker(.illegalGeneration, _), .broker(.rebalanceInProgress, _):
+            return CommandError("\(groupName) has active members, which own its offsets; stop its consumers first")
+        case .broker(.fencedInstanceId, _):
+            return CommandError("another member of \(groupName) uses this group instance id; give each member its own")
         case .connectFailed, .connectionClosed:
             return CommandError(
                 "no broker answers at \(bootstrap); start one with `keel broker` or pass --bootstrap host:port")

@@ -1,5 +1,8 @@
 // `keel consume TOPIC`: prints a topic's records from the earliest or latest offset, an
 // offset, or a point in time; stops after --count records or when idle for --timeout-ms.
+// With --group G it is a member of consumer group G (KeelConsumer): the group shares the
+// topic's partitions among its members, reading starts at the group's committed offsets, and
+// the positions of the records printed are committed on the way out.
 import ArgumentParser
 import Foundation
 import KafkaProtocol
@@ -21,8 +24,16 @@ struct ConsumeCommand: AsyncParsableCommand {
     @Option(name: .long, help: "Read only this partition (default: every partition).")
     var partition: Int32?
 
-    @Option(name: .long, help: "Where to start: earliest, latest, an offset, or a time such as 2026-11-25T10:00:00Z.")
-    var from = "earliest"
+    @Option(
+        name: .long,
+        help: """
+            Where to start: earliest, latest, an offset, or a time such as 2026-11-25T10:00:00Z (default earliest). \
+            With --group: where a partition without a committed offset starts, earliest or latest (default latest).
+            """)
+    var from: String?
+
+    @Option(name: .long, help: "Read as a member of this consumer group, from its committed offsets, committing as it goes.")
+    var group: String?
 
     @Option(name: .long, help: "Stop after this many records.")
     var count: Int?
@@ -40,12 +51,16 @@ struct ConsumeCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let start = try parseFrom(from)
         guard format == "text" || format == "json" else {
             throw CommandError("--format '\(format)' is not text or json; write --format json")
         }
         if let count, count < 1 { throw CommandError("--count must be at least 1") }
         guard timeoutMs >= 0 else { throw CommandError("--timeout-ms must be 0 (never) or more") }
+        if let group {
+            try await consumeInGroup(group)
+            return
+        }
+        let start = try parseFrom(from ?? "earliest")
         let client = try options.makeClient()
         let asJSON = format == "json"
         do {
@@ -99,6 +114,55 @@ struct ConsumeCommand: AsyncParsableCommand {
         await client.close()
     }
 
+    /// `--group`: one member of the group, printing what the group assigns it; on the way out it
+    /// commits the positions of the records printed and leaves the group.
+    func consumeInGroup(_ group: String) async throws {
+        guard !group.isEmpty else { throw CommandError("--group must not be empty; write e.g. --group billing") }
+        guard partition == nil else {
+            throw CommandError("--partition cannot be used with --group: the group assigns the partitions; drop one of them")
+        }
+        var reset = AutoOffsetReset.latest
+        switch from {
+        case nil, "latest", "end": reset = .latest
+        case "earliest", "beginning": reset = .earliest
+        case let other?:
+            throw CommandError(
+                "--from '\(other)' with --group must be earliest or latest (where a partition without a committed "
+                    + "offset starts); to move the group, use `keel group reset-offsets \(group)`")
+        }
+        let client = try options.makeClient()
+        do {
+            _ = try await client.describeTopic(topic)
+        } catch {
+            throw options.explain(error, topic: topic)
+        }
+        var configuration = ConsumerConfiguration(groupId: group)
+        configuration.autoOffsetReset = reset
+        let consumer: KeelConsumer
+        do {
+            consumer = try KeelConsumer(client: client, configuration: configuration)
+            try await consumer.subscribe([topic])
+        } catch {
+            throw options.explain(error, topic: topic)
+        }
+        let asJSON = format == "json"
+        var printed = 0
+        do {
+            // The first poll also waits for the group to form (a few seconds on a new group).
+            for try await record in consumer.records(idleTimeoutMs: timeoutMs == 0 ? nil : timeoutMs) {
+                print(asJSON ? Self.json(record) : Self.text(record))
+                printed += 1
+                if let count, printed >= count { break }
+            }
+        } catch {
+            await consumer.close()
+            await client.close()
+            throw options.explain(error, topic: topic, group: group)
+        }
+        await consumer.close()
+        await client.close()
+    }
+
     /// Parses `--from`.
     func parseFrom(_ text: String) throws -> Start {
         switch text {
@@ -110,18 +174,11 @@ struct ConsumeCommand: AsyncParsableCommand {
             guard offset >= 0 else { throw CommandError("--from offset must be 0 or more") }
             return .offset(Offset(offset))
         }
-        let formatter = ISO8601DateFormatter()
-        formatter.formatOptions = [.withInternetDateTime]
-        var date = formatter.date(from: text)
-        if date == nil {
-            formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
-            date = formatter.date(from: text)
-        }
-        guard let date else {
+        guard let ms = parseISO8601Milliseconds(text) else {
             throw CommandError(
                 "--from '\(text)' is not earliest, latest, an offset or a time; write e.g. --from 2026-11-25T10:00:00Z")
         }
-        return .spec(.timestamp(Int64((date.timeIntervalSince1970 * 1000).rounded())))
+        return .spec(.timestamp(ms))
     }
 
     static func startOffset(_ start: Start, client: KeelClient, topic: String, partition: Int32) async throws
@@ -172,4 +229,17 @@ struct ConsumeCommand: AsyncParsableCommand {
         }
         return out + "\""
     }
+}
+
+/// Milliseconds since the epoch of an ISO 8601 time with a zone (`2026-11-25T10:00:00Z`,
+/// `2026-11-25T10:00:00.250+01:00`), or nil.
+func parseISO8601Milliseconds(_ text: String) -> Int64? {
+    let formatter = ISO8601DateFormatter()
+    formatter.formatOptions = [.withInternetDateTime]
+    var date = formatter.date(from: text)
+    if date == nil {
+        formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        date = formatter.date(from: text)
+    }
+    return date.map { Int64(($0.timeIntervalSince1970 * 1000).rounded()) }
 }

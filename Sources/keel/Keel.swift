@@ -7,8 +7,8 @@ struct Keel: AsyncParsableCommand {
         commandName: "keel",
         abstract: "Keel: a distributed replicated log that speaks the Kafka protocol.",
         subcommands: [
-            BrokerCommand.self, TopicCommand.self, ProduceCommand.self, ConsumeCommand.self, LogCommand.self,
-            BenchCommand.self,
+            BrokerCommand.self, TopicCommand.self, ProduceCommand.self, ConsumeCommand.self, GroupCommand.self,
+            LogCommand.self, BenchCommand.self,
         ]
     )
 }
