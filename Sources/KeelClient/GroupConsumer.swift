@@ -53,7 +53,10 @@ public struct ConsumerConfiguration: Sendable {
     public var groupInstanceId: String?
     /// How long the coordinator waits for a heartbeat before it removes the member (`session.timeout.ms`).
     public var sessionTimeoutMs: Int32 = 45_000
-    /// How long a rebalance may wait for this member to rejoin (the Java consumer sends `max.poll.interval.ms`).
+    /// How long a rebalance may wait for this member to rejoin, and the longest the user may go
+    /// between polls while holding partitions (`max.poll.interval.ms`, which the Java consumer sends
+    /// as the rebalance timeout): past it the member leaves the group, so that the others take its
+    /// partitions over, and rejoins at the next poll.
     public var rebalanceTimeoutMs: Int32 = 300_000
     /// The pause between heartbeats (`heartbeat.interval.ms`); must be below the session timeout.
     public var heartbeatIntervalMs: Int32 = 3_000
@@ -212,6 +215,11 @@ public actor KeelConsumer {
     private var nextHeartbeatAt: ContinuousClock.Instant
     private var nextAutoCommitAt: ContinuousClock.Instant
     private var nextMetadataCheckAt: ContinuousClock.Instant
+    /// When the user last called (or was waiting in) `poll`.
+    private var lastPollAt: ContinuousClock.Instant
+    /// The member left the group because the user did not poll within the rebalance timeout; it
+    /// rejoins at the next poll.
+    private var leftUntilPoll = false
 
     private var leadersInFlight: Set<Int32> = []
     private var partsInFlight: Set<TopicPartition> = []
@@ -236,6 +244,7 @@ public actor KeelConsumer {
         nextHeartbeatAt = now
         nextAutoCommitAt = now
         nextMetadataCheckAt = now
+        lastPollAt = now
     }
 
     // MARK: Public API
@@ -250,6 +259,7 @@ public actor KeelConsumer {
         }
         guard names != subscription else { return }
         subscription = names
+        lastPollAt = clock.now
         joinNeeded = true
         if groupTask == nil {
             groupTask = Task { await self.runGroup() }
@@ -269,6 +279,12 @@ public actor KeelConsumer {
             throw .invalidArgument("subscribe to topics before polling")
         }
         inHand = nil
+        lastPollAt = clock.now
+        if leftUntilPoll {
+            leftUntilPoll = false
+            joinNeeded = true
+            wake(.group)
+        }
         let deadline = timeoutMs.map { clock.now + .milliseconds(max($0, 0)) }
         while true {
             if let failure { throw failure }
@@ -486,6 +502,10 @@ public actor KeelConsumer {
         var attempt = 0
         while !isClosed && failure == nil {
             do throws(KeelClientError) {
+                if leftUntilPoll {
+                    await sleep(.group, until: nil)
+                    continue
+                }
                 if joinNeeded {
                     try await joinGroup()
                     attempt = 0
@@ -506,6 +526,10 @@ public actor KeelConsumer {
                     nextMetadataCheckAt = now + .milliseconds(configuration.metadataMaxAgeMs)
                     try await checkPartitionCounts()
                 }
+                if pollIntervalExceeded() {
+                    await leaveUntilPoll()
+                    continue
+                }
                 if clock.now >= nextHeartbeatAt && !joinNeeded {
                     try await heartbeat()
                 }
@@ -523,6 +547,29 @@ public actor KeelConsumer {
                 }
             }
         }
+    }
+
+    /// Whether the user holds partitions and has not polled within the rebalance timeout.
+    private func pollIntervalExceeded() -> Bool {
+        if sleepers.values.contains(where: { $0.kind == .user }) { lastPollAt = clock.now }
+        return generationId >= 0 && clock.now - lastPollAt > .milliseconds(Int64(configuration.rebalanceTimeoutMs))
+    }
+
+    /// Leaves the group (Java's "poll timeout has expired"): a dynamic member sends LeaveGroup and
+    /// forgets its id, a static one only stops heartbeating; both lose their partitions and wait
+    /// for the next poll to rejoin.
+    private func leaveUntilPoll() async {
+        if configuration.groupInstanceId == nil, let coordinator {
+            _ = try? await coordinator.connection.send(
+                LeaveGroupRequest(groupId: configuration.groupId, memberId: memberId),
+                timeoutMs: min(client.configuration.requestTimeoutMs, 5_000))
+            memberId = ""
+        }
+        loseAssignment()
+        generationId = -1
+        isLeader = false
+        leftUntilPoll = true
+        await reportLost()
     }
 
     /// The earliest of the next heartbeat, auto-commit and metadata check.

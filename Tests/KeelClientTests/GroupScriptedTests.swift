@@ -325,6 +325,32 @@ final class GroupScriptedTests: XCTestCase {
         XCTAssertEqual(fake.state.value.committed["joined"]?[target], 5)
     }
 
+    /// A user who does not poll within the rebalance timeout (max.poll.interval.ms) while holding
+    /// partitions makes the member leave the group, so others can take them over; the next poll
+    /// rejoins as a new member.
+    func testSlowPollerLeavesAndRejoinsAtTheNextPoll() async throws {
+        fake.setLogEnd("t", 0, 2)
+        let events = RebalanceLog()
+        let consumer = try await consumer(
+            configuration {
+                $0.rebalanceTimeoutMs = 300
+                $0.onRebalance = { events.record($0) }
+            })
+        _ = try await take(1, from: consumer)
+        // The test now "processes" without polling.
+        try await eventually("a LeaveGroup") { !self.fake.lines("LeaveGroup").isEmpty }
+        XCTAssertEqual(fake.lines("LeaveGroup"), ["LeaveGroup member=member-1"])
+        try await eventually("the partitions given up") { events.all.count == 2 }
+        let heartbeats = fake.lines("Heartbeat").count
+        XCTAssertEqual(fake.lines("JoinGroup").count, 1, "no rejoin before the next poll")
+        let next = try await take(1, from: consumer)
+        XCTAssertEqual(next.first?.offset, Offset(0), "nothing was committed: the record is read again")
+        XCTAssertEqual(fake.lines("JoinGroup"), ["JoinGroup member= instance=-", "JoinGroup member= instance=-"])
+        XCTAssertGreaterThanOrEqual(fake.lines("Heartbeat").count, heartbeats)
+        let all = [TopicPartition(topic: "t", partition: 0), TopicPartition(topic: "t", partition: 1)]
+        XCTAssertEqual(Array(events.all.prefix(3)), [.assigned(all), .lost(all), .assigned(all)])
+    }
+
     /// The commit of a stale generation is refused with ILLEGAL_GENERATION and makes the consumer
     /// rejoin; commitAsync reports its outcome.
     func testCommitErrorsAndCommitAsync() async throws {
