@@ -45,8 +45,9 @@ public enum ApiVersionsTable {
     /// brokers that advertise them. `minVersion...maxVersion` is the range to advertise once the
     /// broker serves the API: move the entry into `entries` then.
     ///
-    /// - DeleteGroups v0–v1 (one layout): `keel group delete`; the broker answers it with
-    ///   COORDINATOR_NOT_AVAILABLE until it hosts groups.
+    /// - DeleteGroups v0–v1 (one layout): `keel group delete`. The broker decodes it but does not
+    ///   answer it yet (`Broker.groups` closes the connection, as for any unadvertised API);
+    ///   `GroupCoordinator.deleteGroups` is ready for it.
     public static let unadvertised: [Entry] = [
         Entry(apiKey: .deleteGroups, minVersion: 0, maxVersion: 1, implemented: 0...1)
     ]
