@@ -74,7 +74,8 @@ struct GroupDescribe: AsyncParsableCommand {
                     owner?.clientHost ?? "-",
                 ])
             }
-            let protocolText = description.protocolType.isEmpty ? "-" : "\(description.protocolType)/\(description.protocolName)"
+            var protocolText = description.protocolType.isEmpty ? "-" : description.protocolType
+            if !description.protocolName.isEmpty { protocolText += "/\(description.protocolName)" }
             print(
                 "group \(description.groupId)  state \(description.state)  protocol \(protocolText)  "
                     + "coordinator \(description.coordinator)  members \(description.members.count)")
