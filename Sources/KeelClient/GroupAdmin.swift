@@ -101,7 +101,8 @@ extension KeelClient {
         guard (1...65535).contains(response.port), !response.host.isEmpty else {
             throw .protocolViolation("FindCoordinator named \(response.host):\(response.port)")
         }
-        return GroupCoordinator(nodeId: response.nodeId, address: BrokerAddress(host: response.host, port: Int(response.port)))
+        return GroupCoordinator(
+            nodeId: response.nodeId, address: BrokerAddress(host: response.host, port: Int(response.port)))
     }
 
     /// Runs `body` on a connection to the coordinator of `groupId`, finding it again and retrying
@@ -127,7 +128,8 @@ extension KeelClient {
         for address in addresses {
             let response = try await withRetries { () async throws(KeelClientError) -> ListGroupsResponse in
                 let connection = try await self.connection(to: address)
-                let answer = try await connection.send(ListGroupsRequest(), timeoutMs: self.configuration.requestTimeoutMs)
+                let answer = try await connection.send(
+                    ListGroupsRequest(), timeoutMs: self.configuration.requestTimeoutMs)
                 guard answer.errorCode == .none else {
                     throw .broker(answer.errorCode, context: "list groups on \(address)")
                 }
@@ -152,7 +154,9 @@ extension KeelClient {
             guard let group = response.groups.first(where: { $0.groupId == groupId }) else {
                 throw .protocolViolation("DescribeGroups answer does not mention '\(groupId)'")
             }
-            guard group.errorCode == .none else { throw .broker(group.errorCode, context: "describe group '\(groupId)'") }
+            guard group.errorCode == .none else {
+                throw .broker(group.errorCode, context: "describe group '\(groupId)'")
+            }
             let isConsumer = group.protocolType == "consumer"
             let members = group.members.map { member in
                 GroupMemberDescription(

@@ -65,7 +65,8 @@ public struct ConsumerConfiguration: Sendable {
     public var assignors: [PartitionAssignor] = [.range, .roundRobin]
     /// Where a partition without a committed offset starts (`auto.offset.reset`).
     public var autoOffsetReset: AutoOffsetReset = .latest
-    /// Whether positions are committed every `autoCommitIntervalMs`, before a rebalance and on close (`enable.auto.commit`).
+    /// Whether positions are committed every `autoCommitIntervalMs`, before a rebalance and on close
+    /// (`enable.auto.commit`).
     public var enableAutoCommit: Bool = true
     /// The pause between automatic commits (`auto.commit.interval.ms`).
     public var autoCommitIntervalMs: Int64 = 5_000
@@ -108,7 +109,8 @@ public struct ConsumerConfiguration: Sendable {
         }
         guard autoCommitIntervalMs > 0 else { throw .invalidArgument("autoCommitIntervalMs must be positive") }
         guard fetchMaxWaitMs >= 0, fetchMaxBytes > 0, partitionFetchMaxBytes > 0 else {
-            throw .invalidArgument("fetchMaxWaitMs must be 0 or more, fetchMaxBytes and partitionFetchMaxBytes positive")
+            throw .invalidArgument(
+                "fetchMaxWaitMs must be 0 or more, fetchMaxBytes and partitionFetchMaxBytes positive")
         }
         guard retryBackoffMs > 0, retryBackoffMaxMs >= retryBackoffMs, retryBackoffMaxMs <= 3_600_000 else {
             throw .invalidArgument("retryBackoffMs must be positive and at most retryBackoffMaxMs (at most 1 h)")
@@ -644,8 +646,9 @@ public actor KeelConsumer {
                     requestTimeoutMs: settings.requestTimeoutMs)
                 return .success(Coordinator(nodeId: found.nodeId, connection: connection))
             } catch {
-                guard GroupErrorAction.classify(error) == .rediscoverCoordinator
-                    || GroupErrorAction.classify(error) == .retryLater
+                guard
+                    GroupErrorAction.classify(error) == .rediscoverCoordinator
+                        || GroupErrorAction.classify(error) == .retryLater
                 else { return .failure(error) }
                 attempt += 1
                 await backoff(attempt: attempt)
@@ -697,7 +700,8 @@ public actor KeelConsumer {
         guard !isClosed else { throw .closed }
         guard synced.errorCode == .none else {
             let error = KeelClientError.broker(synced.errorCode, context: "SyncGroup")
-            guard GroupErrorAction.classify(error, in: .syncGroup) == .retryLater, GroupErrorAction.classify(error) == .fatal
+            guard GroupErrorAction.classify(error, in: .syncGroup) == .retryLater,
+                GroupErrorAction.classify(error) == .fatal
             else { throw error }
             // An error the table does not know: join again after a backoff (joinNeeded is still set).
             syncFailures += 1
@@ -728,7 +732,8 @@ public actor KeelConsumer {
         guard let assignor = PartitionAssignor(protocolName: joined.protocolName),
             configuration.assignors.contains(assignor)
         else {
-            throw .protocolViolation("the group chose assignor '\(joined.protocolName)', which this consumer did not offer")
+            throw .protocolViolation(
+                "the group chose assignor '\(joined.protocolName)', which this consumer did not offer")
         }
         let members = joined.members.map { member in
             // A member whose subscription does not decode is given nothing (as librdkafka does).
@@ -1004,7 +1009,8 @@ public actor KeelConsumer {
             }
             if isClosed || failure != nil { break }
             // Until something changes (a drained buffer, an answer, a new position) or a backoff ends.
-            let earliestRetry = assigned.filter { !partsInFlight.contains($0) }.compactMap { target -> ContinuousClock.Instant? in
+            let earliestRetry = assigned.filter { !partsInFlight.contains($0) }.compactMap {
+                target -> ContinuousClock.Instant? in
                 guard let state = partitions[target], state.fetchOffset != nil, state.isDrained else { return nil }
                 return state.retryAt
             }.min()

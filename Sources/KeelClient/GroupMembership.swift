@@ -56,7 +56,8 @@ enum GroupErrorAction: Equatable, Sendable {
         let action = classify(error)
         guard api == .syncGroup, action == .fatal, case .broker(let code, _) = error else { return action }
         let permanent: Set<ErrorCode> = [
-            .fencedInstanceId, .invalidSessionTimeout, .inconsistentGroupProtocol, .groupMaxSizeReached, .invalidGroupId,
+            .fencedInstanceId, .invalidSessionTimeout, .inconsistentGroupProtocol, .groupMaxSizeReached,
+            .invalidGroupId,
         ]
         return permanent.contains(code) ? .fatal : .retryLater
     }

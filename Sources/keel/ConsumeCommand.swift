@@ -32,7 +32,9 @@ struct ConsumeCommand: AsyncParsableCommand {
             """)
     var from: String?
 
-    @Option(name: .long, help: "Read as a member of this consumer group, from its committed offsets, committing as it goes.")
+    @Option(
+        name: .long, help: "Read as a member of this consumer group, from its committed offsets, committing as it goes."
+    )
     var group: String?
 
     @Option(name: .long, help: "Stop after this many records.")
@@ -119,7 +121,8 @@ struct ConsumeCommand: AsyncParsableCommand {
     func consumeInGroup(_ group: String) async throws {
         guard !group.isEmpty else { throw CommandError("--group must not be empty; write e.g. --group billing") }
         guard partition == nil else {
-            throw CommandError("--partition cannot be used with --group: the group assigns the partitions; drop one of them")
+            throw CommandError(
+                "--partition cannot be used with --group: the group assigns the partitions; drop one of them")
         }
         var reset = AutoOffsetReset.latest
         switch from {

@@ -61,7 +61,9 @@ struct GroupDescribe: AsyncParsableCommand {
             let partitions = Set(committed.keys).union(owners.keys).sorted {
                 $0.topic == $1.topic ? $0.partition < $1.partition : $0.topic < $1.topic
             }
-            var rows = [["TOPIC", "PARTITION", "CURRENT-OFFSET", "LOG-END-OFFSET", "LAG", "MEMBER-ID", "CLIENT-ID", "HOST"]]
+            var rows = [
+                ["TOPIC", "PARTITION", "CURRENT-OFFSET", "LOG-END-OFFSET", "LAG", "MEMBER-ID", "CLIENT-ID", "HOST"]
+            ]
             for partition in partitions {
                 let end = try? await client.listOffsets(topic: partition.topic, partition: partition.partition, .latest)
                 let current = committed[partition]
@@ -84,7 +86,10 @@ struct GroupDescribe: AsyncParsableCommand {
             let idle = description.members.filter { $0.assignment.isEmpty }
             if !idle.isEmpty {
                 print("")
-                for line in table([["MEMBER-ID", "CLIENT-ID", "HOST", "PARTITIONS"]] + idle.map { [$0.memberId, $0.clientId, $0.clientHost, "0"] }) {
+                for line in table(
+                    [["MEMBER-ID", "CLIENT-ID", "HOST", "PARTITIONS"]]
+                        + idle.map { [$0.memberId, $0.clientId, $0.clientHost, "0"] })
+                {
                     print(line)
                 }
             }
@@ -105,7 +110,9 @@ struct GroupDelete: AsyncParsableCommand {
     var groups: [String]
 
     func run() async throws {
-        guard !groups.isEmpty else { throw CommandError("name at least one group; write e.g. `keel group delete billing`") }
+        guard !groups.isEmpty else {
+            throw CommandError("name at least one group; write e.g. `keel group delete billing`")
+        }
         let client = try options.makeClient()
         for group in groups {
             do {
@@ -150,7 +157,9 @@ struct GroupResetOffsets: AsyncParsableCommand {
     @Option(name: .long, help: "Reset to this offset.")
     var toOffset: Int64?
 
-    @Option(name: .long, help: "Reset to the first record at or after this time: ISO 8601 (2026-11-25T10:00:00Z) or milliseconds.")
+    @Option(
+        name: .long,
+        help: "Reset to the first record at or after this time: ISO 8601 (2026-11-25T10:00:00Z) or milliseconds.")
     var toDatetime: String?
 
     @Flag(name: .long, help: "Commit the new offsets (without it, only show them).")
@@ -200,7 +209,8 @@ struct GroupResetOffsets: AsyncParsableCommand {
         let list = text[text.index(after: colon)...].split(separator: ",", omittingEmptySubsequences: false)
         let partitions = list.compactMap { Int32($0) }
         guard !name.isEmpty, !list.isEmpty, partitions.count == list.count, partitions.allSatisfy({ $0 >= 0 }) else {
-            throw CommandError("--topic '\(text)' is not topic or topic:partition,partition; write e.g. --topic orders:0,2")
+            throw CommandError(
+                "--topic '\(text)' is not topic or topic:partition,partition; write e.g. --topic orders:0,2")
         }
         return (name, partitions)
     }
@@ -247,9 +257,11 @@ struct GroupResetOffsets: AsyncParsableCommand {
             var notes: [String] = []
             for partition in partitions {
                 let earliest =
-                    try await client.listOffsets(topic: partition.topic, partition: partition.partition, .earliest) ?? .zero
+                    try await client.listOffsets(topic: partition.topic, partition: partition.partition, .earliest)
+                    ?? .zero
                 let latest =
-                    try await client.listOffsets(topic: partition.topic, partition: partition.partition, .latest) ?? .zero
+                    try await client.listOffsets(topic: partition.topic, partition: partition.partition, .latest)
+                    ?? .zero
                 var offset: Offset
                 switch target {
                 case .earliest: offset = earliest
@@ -257,7 +269,8 @@ struct GroupResetOffsets: AsyncParsableCommand {
                 case .offset(let value): offset = Offset(value)
                 case .time(let ms):
                     offset =
-                        try await client.listOffsets(topic: partition.topic, partition: partition.partition, .timestamp(ms))
+                        try await client.listOffsets(
+                            topic: partition.topic, partition: partition.partition, .timestamp(ms))
                         ?? latest
                 }
                 if offset < earliest || offset > latest {

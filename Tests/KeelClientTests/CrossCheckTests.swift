@@ -40,8 +40,10 @@ final class CrossCheckTests: XCTestCase {
     }
 
     private func hex(_ buffer: ByteBuffer) -> String {
-        buffer.readableBytesView.map { String($0, radix: 16).count == 1 ? "0\(String($0, radix: 16))" : String($0, radix: 16) }
-            .joined()
+        buffer.readableBytesView.map {
+            String($0, radix: 16).count == 1 ? "0\(String($0, radix: 16))" : String($0, radix: 16)
+        }
+        .joined()
     }
 
     private func buffer(hex: String) -> ByteBuffer {
@@ -63,7 +65,10 @@ final class CrossCheckTests: XCTestCase {
         var subscriptions: [ConsumerProtocolSubscription] = []
         for version in Int16(0)...3 {
             for topics in [["orders"], ["a", "b-2", "topic.with.dots"]] {
-                let owned = version >= 1 ? [TopicPartition(topic: topics[0], partition: 0), TopicPartition(topic: topics[0], partition: 7)] : []
+                let owned =
+                    version >= 1
+                    ? [TopicPartition(topic: topics[0], partition: 0), TopicPartition(topic: topics[0], partition: 7)]
+                    : []
                 let subscription = ConsumerProtocolSubscription(
                     version: version, topics: topics, ownedPartitions: owned, generationId: version >= 2 ? 42 : -1,
                     rackId: version >= 3 ? "rack-a" : nil)
@@ -79,7 +84,9 @@ final class CrossCheckTests: XCTestCase {
             TopicPartition(topic: "a", partition: 0), TopicPartition(topic: "a", partition: 3),
             TopicPartition(topic: "b", partition: 1),
         ])
-        cases.append(["kind": "assignment", "partitions": [["a", [0, 3]], ["b", [1]]], "hex": hex(assignment.encoded())])
+        cases.append([
+            "kind": "assignment", "partitions": [["a", [0, 3]], ["b", [1]]], "hex": hex(assignment.encoded()),
+        ])
         let answers = try askKafkaPython(cases)
         XCTAssertEqual(answers.count, cases.count)
         for (index, subscription) in subscriptions.enumerated() where index < answers.count {
@@ -113,7 +120,8 @@ final class CrossCheckTests: XCTestCase {
             let members = (0..<Int.random(in: 1...5, using: &rng)).map { index in
                 AssignorMember(
                     memberId: "rdkafka-\(UInt16.random(in: 0...UInt16.max, using: &rng))-\(index)",
-                    topics: assignor == .range ? [topics[0]] + topics.dropFirst().filter { _ in Bool.random(using: &rng) } : topics)
+                    topics: assignor == .range
+                        ? [topics[0]] + topics.dropFirst().filter { _ in Bool.random(using: &rng) } : topics)
             }
             expected.append(assignor.assign(members: members, partitionCounts: counts))
             cases.append([

@@ -63,7 +63,8 @@ final class GroupScriptedTests: XCTestCase {
         return configuration
     }
 
-    private func consumer(_ configuration: ConsumerConfiguration, topics: [String] = ["t"]) async throws -> KeelConsumer {
+    private func consumer(_ configuration: ConsumerConfiguration, topics: [String] = ["t"]) async throws -> KeelConsumer
+    {
         var settings = try KeelClientConfiguration(bootstrap: fake.bootstrap)
         settings.retryBackoffMs = 5
         settings.requestTimeoutMs = 5_000
@@ -105,7 +106,8 @@ final class GroupScriptedTests: XCTestCase {
             Set(values(records)), Set((4..<10).map { "p0-\($0)" } + (0..<5).map { "p1-\($0)" }))
         XCTAssertEqual(records.filter { $0.partition == 0 }.map(\.offset.value), Array(4..<10))
         let assignment = await consumer.assignment
-        XCTAssertEqual(assignment, [TopicPartition(topic: "t", partition: 0), TopicPartition(topic: "t", partition: 1)])
+        XCTAssertEqual(
+            assignment, [TopicPartition(topic: "t", partition: 0), TopicPartition(topic: "t", partition: 1)])
         let generation = await consumer.generationId
         XCTAssertEqual(generation, 1)
         try await eventually("a heartbeat while the user reads") { !self.fake.lines("Heartbeat").isEmpty }
@@ -213,7 +215,8 @@ final class GroupScriptedTests: XCTestCase {
         fake.state.withLock { $0.requireMemberId = true }
         let consumer = try await consumer(configuration())
         try await eventually("an assignment") { await !consumer.assignment.isEmpty }
-        XCTAssertEqual(fake.lines("JoinGroup"), ["JoinGroup member= instance=-", "JoinGroup member=member-1 instance=-"])
+        XCTAssertEqual(
+            fake.lines("JoinGroup"), ["JoinGroup member= instance=-", "JoinGroup member=member-1 instance=-"])
     }
 
     /// A static member sends its group.instance.id, sends no LeaveGroup on close, and its
@@ -228,7 +231,8 @@ final class GroupScriptedTests: XCTestCase {
         XCTAssertTrue(fake.lines("LeaveGroup").isEmpty)
         let second = try await consumer(configuration { $0.groupInstanceId = "host-a" })
         try await eventually("the restarted member's assignment") { await second.assignment.count == 2 }
-        XCTAssertEqual(fake.lines("JoinGroup"), ["JoinGroup member= instance=host-a", "JoinGroup member= instance=host-a"])
+        XCTAssertEqual(
+            fake.lines("JoinGroup"), ["JoinGroup member= instance=host-a", "JoinGroup member= instance=host-a"])
         fake.setLogEnd("t", 0, 2)
         let resumed = try await take(1, from: second)
         XCTAssertEqual(resumed.first?.offset, Offset(1), "the restart resumes from the committed offset")
@@ -252,7 +256,9 @@ final class GroupScriptedTests: XCTestCase {
         await fake.stop()
         fake = try await FakeGroupBroker(partitions: 4)
         fake.state.withLock {
-            $0.extraMembers = [.init(memberId: "rdkafka-1", groupInstanceId: nil, metadata: ByteBuffer(bytes: librdkafka))]
+            $0.extraMembers = [
+                .init(memberId: "rdkafka-1", groupInstanceId: nil, metadata: ByteBuffer(bytes: librdkafka))
+            ]
         }
         let range = try await consumer(configuration())
         try await eventually("the range assignment") { await range.assignment.count == 2 }

@@ -105,7 +105,8 @@ final class ConsumerProtocolTests: XCTestCase {
         for length in 1..<assignment.count {
             XCTAssertThrowsError(try ConsumerProtocolAssignment.decode(ByteBuffer(bytes: assignment[0..<length])))
         }
-        XCTAssertThrowsError(try ConsumerProtocolSubscription.decode(ByteBuffer(bytes: int16(-1) + int32(0) + int32(0))))
+        XCTAssertThrowsError(
+            try ConsumerProtocolSubscription.decode(ByteBuffer(bytes: int16(-1) + int32(0) + int32(0))))
         XCTAssertThrowsError(try ConsumerProtocolAssignment.decode(ByteBuffer(bytes: int16(0) + int32(Int32.max))))
     }
 }
@@ -119,7 +120,9 @@ final class AssignorTests: XCTestCase {
 
     /// RangeAssignor's Javadoc: C0 and C1 on t0 and t1 with 3 partitions each.
     func testRangeJavadocExample() {
-        let members = [AssignorMember(memberId: "C1", topics: ["t0", "t1"]), AssignorMember(memberId: "C0", topics: ["t0", "t1"])]
+        let members = [
+            AssignorMember(memberId: "C1", topics: ["t0", "t1"]), AssignorMember(memberId: "C0", topics: ["t0", "t1"]),
+        ]
         let result = PartitionAssignor.range.assign(members: members, partitionCounts: ["t0": 3, "t1": 3])
         XCTAssertEqual(result["C0"], [tp("t0", 0), tp("t0", 1), tp("t1", 0), tp("t1", 1)])
         XCTAssertEqual(result["C1"], [tp("t0", 2), tp("t1", 2)])
@@ -127,7 +130,9 @@ final class AssignorTests: XCTestCase {
 
     /// RoundRobinAssignor's Javadoc: the same group dealt in turn.
     func testRoundRobinJavadocExample() {
-        let members = [AssignorMember(memberId: "C0", topics: ["t0", "t1"]), AssignorMember(memberId: "C1", topics: ["t1", "t0"])]
+        let members = [
+            AssignorMember(memberId: "C0", topics: ["t0", "t1"]), AssignorMember(memberId: "C1", topics: ["t1", "t0"]),
+        ]
         let result = PartitionAssignor.roundRobin.assign(members: members, partitionCounts: ["t0": 3, "t1": 3])
         XCTAssertEqual(result["C0"], [tp("t0", 0), tp("t0", 2), tp("t1", 1)])
         XCTAssertEqual(result["C1"], [tp("t0", 1), tp("t1", 0), tp("t1", 2)])
@@ -140,7 +145,8 @@ final class AssignorTests: XCTestCase {
             AssignorMember(memberId: "C0", topics: ["t0"]), AssignorMember(memberId: "C1", topics: ["t0", "t1"]),
             AssignorMember(memberId: "C2", topics: ["t0", "t1", "t2"]),
         ]
-        let result = PartitionAssignor.roundRobin.assign(members: members, partitionCounts: ["t0": 1, "t1": 2, "t2": 3])
+        let result = PartitionAssignor.roundRobin.assign(
+            members: members, partitionCounts: ["t0": 1, "t1": 2, "t2": 3])
         XCTAssertEqual(result["C0"], [tp("t0", 0)])
         XCTAssertEqual(result["C1"], [tp("t1", 0)])
         XCTAssertEqual(result["C2"], [tp("t1", 1), tp("t2", 0), tp("t2", 1), tp("t2", 2)])
@@ -218,7 +224,8 @@ final class AssignorTests: XCTestCase {
                     }
                 }
                 let wanted = Set(members.flatMap(\.topics))
-                XCTAssertEqual(owners.count, wanted.reduce(0) { $0 + Int(counts[$1] ?? 0) }, "round \(round) \(assignor)")
+                XCTAssertEqual(
+                    owners.count, wanted.reduce(0) { $0 + Int(counts[$1] ?? 0) }, "round \(round) \(assignor)")
                 if assignor == .range || sameSubscription {
                     for topic in wanted where assignor == .range {
                         let shares = members.filter { $0.topics.contains(topic) }.map { member in

@@ -29,7 +29,8 @@ final class KeelGroupCLITests: XCTestCase {
         let binary = try XCTUnwrap(KeelBrokerProcess.keelBinary(), "no keel binary beside the tests")
         return try await withCheckedThrowingContinuation { continuation in
             DispatchQueue.global().async {
-                continuation.resume(with: Result { try ChildProcess.run([binary] + arguments, input: input, timeoutSeconds: 60) })
+                continuation.resume(
+                    with: Result { try ChildProcess.run([binary] + arguments, input: input, timeoutSeconds: 60) })
             }
         }
     }
@@ -59,7 +60,10 @@ final class KeelGroupCLITests: XCTestCase {
             input: (1...10).map(String.init).joined(separator: "\n") + "\n")
         XCTAssertEqual(produced.status, 0, produced.stderr)
         let consumed = try await keel(
-            ["consume", "grouped", "--group", "cli", "--from", "earliest", "--count", "4", "--bootstrap", cluster.bootstrap])
+            [
+                "consume", "grouped", "--group", "cli", "--from", "earliest", "--count", "4", "--bootstrap",
+                cluster.bootstrap,
+            ])
         XCTAssertEqual(consumed.status, 0, consumed.stderr)
         XCTAssertEqual(consumed.stdout, "1\n2\n3\n4\n")
         let client = try KeelClient(bootstrap: cluster.bootstrap)
@@ -78,7 +82,9 @@ final class KeelGroupCLITests: XCTestCase {
         _ = try await member()
         let output = try await keel(["group", "describe", "joined"] + bootstrap)
         XCTAssertEqual(output.status, 0, output.stderr)
-        let lines = output.stdout.split(separator: "\n").map { $0.split(separator: " ", omittingEmptySubsequences: true).joined(separator: " ") }
+        let lines = output.stdout.split(separator: "\n").map {
+            $0.split(separator: " ", omittingEmptySubsequences: true).joined(separator: " ")
+        }
         XCTAssertEqual(
             lines,
             [
@@ -144,12 +150,14 @@ final class KeelGroupCLITests: XCTestCase {
             XCTAssertTrue(output.stdout.contains("committed"), output.stdout)
             XCTAssertEqual(committed(), expected, "\(arguments)")
         }
-        let clamped = try await keel(["group", "reset-offsets", "replay", "--topic", "t:0", "--to-offset", "99", "--execute"] + bootstrap)
+        let clamped = try await keel(
+            ["group", "reset-offsets", "replay", "--topic", "t:0", "--to-offset", "99", "--execute"] + bootstrap)
         XCTAssertTrue(clamped.stdout.contains("note: t-0: offset 99 is outside 0..10, using 10"), clamped.stdout)
         XCTAssertEqual(committed()[t0], 10)
 
         _ = try await member()
-        let refused = try await keel(["group", "reset-offsets", "joined", "--topic", "t", "--to-earliest", "--execute"] + bootstrap)
+        let refused = try await keel(
+            ["group", "reset-offsets", "joined", "--topic", "t", "--to-earliest", "--execute"] + bootstrap)
         XCTAssertNotEqual(refused.status, 0)
         XCTAssertEqual(
             refused.stderr,
@@ -166,7 +174,10 @@ final class KeelGroupCLITests: XCTestCase {
             (["group", "reset-offsets", "g", "--to-earliest"], "name the partitions to reset with --topic"),
             (["group", "reset-offsets", "g", "--to-earliest", "--topic", "t", "--all-topics"], "not both"),
             (["group", "reset-offsets", "g", "--to-earliest", "--topic", "t:x"], "write e.g. --topic orders:0,2"),
-            (["group", "reset-offsets", "g", "--to-datetime", "yesterday", "--topic", "t"], "write e.g. --to-datetime 2026"),
+            (
+                ["group", "reset-offsets", "g", "--to-datetime", "yesterday", "--topic", "t"],
+                "write e.g. --to-datetime 2026"
+            ),
             (["group", "reset-offsets", "g", "--to-offset=-1", "--topic", "t"], "--to-offset must be 0 or more"),
             (["group", "reset-offsets", "g", "--to-earliest", "--topic", "t:7"], "has no partition 7"),
             (["consume", "t", "--group", "g", "--partition", "0"], "--partition cannot be used with --group"),

@@ -98,7 +98,8 @@ final class KeelGroupIntegrationTests: XCTestCase {
         for partition in 0..<partitions {
             for index in 0..<perPartition {
                 try await producer.enqueue(
-                    topic: name, key: nil, value: ByteBuffer(string: "\(name)-\(partition)-\(index)"), partition: partition)
+                    topic: name, key: nil, value: ByteBuffer(string: "\(name)-\(partition)-\(index)"),
+                    partition: partition)
             }
         }
         try await producer.flush()
@@ -161,7 +162,8 @@ final class KeelGroupIntegrationTests: XCTestCase {
     func testKeelAndConfluentKafkaShareAGroup() async throws {
         try await topic("mixed")
         let arguments: [String: Any] = [
-            "bootstrap": bootstrap, "group": "mixed", "topic": "mixed", "assignor": "range", "session_timeout_ms": 6_000,
+            "bootstrap": bootstrap, "group": "mixed", "topic": "mixed", "assignor": "range",
+            "session_timeout_ms": 6_000,
         ]
         let json = String(decoding: try JSONSerialization.data(withJSONObject: arguments), as: UTF8.self)
         let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent(
@@ -196,7 +198,8 @@ final class KeelGroupIntegrationTests: XCTestCase {
 
         let committed = try await admin.committedOffsets(group: "admin")
         XCTAssertEqual(committed.values.reduce(0) { $0 + $1.value }, 4)
-        try await admin.commitOffsets(group: "admin", Dictionary(uniqueKeysWithValues: all("admin", [0, 1]).map { ($0, Offset.zero) }))
+        try await admin.commitOffsets(
+            group: "admin", Dictionary(uniqueKeysWithValues: all("admin", [0, 1]).map { ($0, Offset.zero) }))
         let replayed = try await admin.committedOffsets(group: "admin")
         XCTAssertEqual(Set(replayed.values), [.zero])
         let empty = try await admin.describeGroup("admin")

@@ -61,7 +61,8 @@ final class MockClusterGroupTests: XCTestCase {
         for partition in Int32(0)..<4 {
             for index in 0..<perPartition {
                 try await producer.enqueue(
-                    topic: topic, key: nil, value: ByteBuffer(string: "\(tag)-\(partition)-\(index)"), partition: partition)
+                    topic: topic, key: nil, value: ByteBuffer(string: "\(tag)-\(partition)-\(index)"),
+                    partition: partition)
             }
         }
         try await producer.flush()
@@ -113,7 +114,10 @@ final class MockClusterGroupTests: XCTestCase {
         try await produce("split", perPartition: 1, tag: "second")
         let after = try await read(two, until: Set((0..<4).map { "second-\($0)-0" }))
         // The leaver committed on close: its partitions resume after what it read.
-        XCTAssertFalse(after.contains { ownedByOne.contains($0.partition) && String(buffer: $0.value ?? ByteBuffer()).hasPrefix("first") })
+        XCTAssertFalse(
+            after.contains {
+                ownedByOne.contains($0.partition) && String(buffer: $0.value ?? ByteBuffer()).hasPrefix("first")
+            })
     }
 
     /// Positions committed by one consumer are where the next member of the group starts; the
@@ -133,7 +137,8 @@ final class MockClusterGroupTests: XCTestCase {
         XCTAssertEqual(records.map(\.offset.value), Array(0..<10))
         try await first.commit()
         await first.close()
-        let committed = try await clients[0].committedOffsets(group: "resume-group", partitions: partitions("resume", [0]))
+        let committed = try await clients[0].committedOffsets(
+            group: "resume-group", partitions: partitions("resume", [0]))
         XCTAssertEqual(committed, [TopicPartition(topic: "resume", partition: 0): Offset(10)])
 
         let second = try await consumer(group: "resume-group", topic: "resume")
@@ -183,13 +188,15 @@ final class MockClusterGroupTests: XCTestCase {
             let keelLeads = await keel.isLeader
             XCTAssertEqual(keelLeads, entry.keel < entry.rdkafka, entry.topic)
             // Both read their own partitions' records.
-            let keelValues = Set(entry.keelGets.flatMap { partition in (0..<2).map { "\(entry.topic)-\(partition)-\($0)" } })
+            let keelValues = Set(
+                entry.keelGets.flatMap { partition in (0..<2).map { "\(entry.topic)-\(partition)-\($0)" } })
             let read = try await read(keel, until: keelValues)
             XCTAssertTrue(read.allSatisfy { entry.keelGets.contains($0.partition) })
             try await eventually("\(entry.topic): librdkafka read its records", seconds: 30) {
                 Set(member.lines.filter { $0.hasPrefix("record ") }.map { $0.split(separator: " ")[1] }).count == 2
             }
-            let rdkafkaPartitions = Set(member.lines.filter { $0.hasPrefix("record ") }.compactMap { Int32($0.split(separator: " ")[1]) })
+            let rdkafkaPartitions = Set(
+                member.lines.filter { $0.hasPrefix("record ") }.compactMap { Int32($0.split(separator: " ")[1]) })
             XCTAssertEqual(rdkafkaPartitions, Set(expectedRdkafka.map(\.partition)))
         }
     }

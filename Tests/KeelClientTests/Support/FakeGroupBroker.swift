@@ -97,7 +97,8 @@ final class FakeGroupBroker: Sendable {
         case .findCoordinator(let body):
             note("FindCoordinator \(body.key)")
             if let code = popError(.findCoordinator) {
-                return answer(FindCoordinatorResponse(errorCode: code, errorMessage: nil, nodeId: -1, host: "", port: -1))
+                return answer(
+                    FindCoordinatorResponse(errorCode: code, errorMessage: nil, nodeId: -1, host: "", port: -1))
             }
             return answer(
                 FindCoordinatorResponse(errorMessage: nil, nodeId: 1, host: "127.0.0.1", port: Int32(broker.port)))
@@ -125,7 +126,9 @@ final class FakeGroupBroker: Sendable {
             let committed = state.value.committed[body.groupId] ?? [:]
             let asked =
                 body.topics?.map { topic in (topic.name, topic.partitionIndexes) }
-                ?? Dictionary(grouping: committed.keys, by: \.topic).map { ($0.key, $0.value.map(\.partition).sorted()) }
+                ?? Dictionary(grouping: committed.keys, by: \.topic).map {
+                    ($0.key, $0.value.map(\.partition).sorted())
+                }
             return answer(
                 OffsetFetchResponse(
                     topics: asked.sorted { $0.0 < $1.0 }.map { name, indexes in
@@ -146,13 +149,17 @@ final class FakeGroupBroker: Sendable {
                         .init(
                             name: topic.name,
                             partitions: topic.partitions.map { partition in
-                                let end = snapshot.logEnd[TopicPartition(topic: topic.name, partition: partition.partitionIndex)] ?? 0
+                                let end =
+                                    snapshot.logEnd[
+                                        TopicPartition(topic: topic.name, partition: partition.partitionIndex)] ?? 0
                                 let offset: Int64 =
                                     switch partition.timestamp {
                                     case -2: snapshot.logStart
                                     case -1: end
                                     // One record per millisecond from 1000: record i has timestamp 1000 + i.
-                                    default: partition.timestamp - 1000 < end ? max(snapshot.logStart, partition.timestamp - 1000) : -1
+                                    default:
+                                        partition.timestamp - 1000 < end
+                                            ? max(snapshot.logStart, partition.timestamp - 1000) : -1
                                     }
                                 return .init(
                                     partitionIndex: partition.partitionIndex, errorCode: .none,
@@ -225,7 +232,8 @@ final class FakeGroupBroker: Sendable {
                 if state.requireMemberId {
                     state.requireMemberId = false
                     return JoinGroupResponse(
-                        errorCode: .memberIdRequired, generationId: -1, protocolName: "", leader: "", memberId: memberId,
+                        errorCode: .memberIdRequired, generationId: -1, protocolName: "", leader: "",
+                        memberId: memberId,
                         members: [])
                 }
             }
@@ -236,7 +244,8 @@ final class FakeGroupBroker: Sendable {
                 }
             }
             state.members[memberId] = Member(
-                instanceId: body.groupInstanceId, clientId: clientId, metadata: body.protocols.first?.metadata ?? ByteBuffer())
+                instanceId: body.groupInstanceId, clientId: clientId,
+                metadata: body.protocols.first?.metadata ?? ByteBuffer())
             state.generation += 1
             state.protocolName = protocolName
             state.assignments = [:]
@@ -292,14 +301,17 @@ final class FakeGroupBroker: Sendable {
                 for topic in body.topics {
                     for partition in topic.partitions {
                         state.committed[body.groupId, default: [:]][
-                            TopicPartition(topic: topic.name, partition: partition.partitionIndex)] = partition.committedOffset
+                            TopicPartition(topic: topic.name, partition: partition.partitionIndex)] =
+                            partition.committedOffset
                     }
                 }
             }
         }
         return OffsetCommitResponse(
             topics: body.topics.map { topic in
-                .init(name: topic.name, partitions: topic.partitions.map { .init(partitionIndex: $0.partitionIndex, errorCode: code) })
+                .init(
+                    name: topic.name,
+                    partitions: topic.partitions.map { .init(partitionIndex: $0.partitionIndex, errorCode: code) })
             })
     }
 
@@ -321,7 +333,8 @@ final class FakeGroupBroker: Sendable {
                         let last = min(end, partition.fetchOffset + 20)
                         for offset in partition.fetchOffset..<last {
                             builder.append(
-                                timestamp: 1000 + offset, key: nil, value: ByteBuffer(string: "p\(partition.partition)-\(offset)"))
+                                timestamp: 1000 + offset, key: nil,
+                                value: ByteBuffer(string: "p\(partition.partition)-\(offset)"))
                         }
                         if let batch = try? builder.build(baseOffset: Offset(partition.fetchOffset)) {
                             records = .bytes(batch)
@@ -329,13 +342,15 @@ final class FakeGroupBroker: Sendable {
                         }
                     }
                     return FetchResponse.TopicResponse.PartitionData(
-                        partitionIndex: partition.partition, errorCode: error, highWatermark: end, lastStableOffset: end,
+                        partitionIndex: partition.partition, errorCode: error, highWatermark: end,
+                        lastStableOffset: end,
                         logStartOffset: snapshot.logStart, abortedTransactions: nil, preferredReadReplica: -1,
                         records: records)
                 })
         }
         let response = FetchResponse(errorCode: .none, sessionId: 0, responses: topics)
         // An empty answer waits (a little of) max wait, as a broker's long poll does.
-        return anyRecords ? [.answer(request, response)] : [.delayed(ms: min(Int64(body.maxWaitMs), 50), .answer(request, response))]
+        return anyRecords
+            ? [.answer(request, response)] : [.delayed(ms: min(Int64(body.maxWaitMs), 50), .answer(request, response))]
     }
 }

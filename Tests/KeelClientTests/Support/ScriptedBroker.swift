@@ -134,7 +134,8 @@ private final class ScriptedBrokerHandler: ChannelInboundHandler {
             tail = previous.flatMap {
                 let written: EventLoopFuture<Void> =
                     delayMs > 0
-                    ? eventLoop.scheduleTask(in: .milliseconds(delayMs)) {}.futureResult : eventLoop.makeSucceededVoidFuture()
+                    ? eventLoop.scheduleTask(in: .milliseconds(delayMs)) {}.futureResult
+                    : eventLoop.makeSucceededVoidFuture()
                 return written.map { Self.write(final, to: bound.value) }
             }
         }
