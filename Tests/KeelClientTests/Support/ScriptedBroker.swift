@@ -131,10 +131,11 @@ private final class ScriptedBrokerHandler: ChannelInboundHandler {
             let previous = tail ?? context.eventLoop.makeSucceededVoidFuture()
             let eventLoop = context.eventLoop
             let final = reply
+            let delay = delayMs
             tail = previous.flatMap {
                 let written: EventLoopFuture<Void> =
-                    delayMs > 0
-                    ? eventLoop.scheduleTask(in: .milliseconds(delayMs)) {}.futureResult
+                    delay > 0
+                    ? eventLoop.scheduleTask(in: .milliseconds(delay)) {}.futureResult
                     : eventLoop.makeSucceededVoidFuture()
                 return written.map { Self.write(final, to: bound.value) }
             }
