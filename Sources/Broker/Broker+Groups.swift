@@ -93,6 +93,29 @@ extension Broker {
         return EventLoopFuture.whenAllSucceed(answers, on: loop).map { DescribeGroupsResponse(groups: $0) }
     }
 
+    /// DeleteGroups: each group on its own coordinator (NOT_COORDINATOR for those this node does not coordinate);
+    /// only Empty groups are deleted, their offsets and metadata tombstoned.
+    func deleteGroups(_ request: DeleteGroupsRequest, on loop: any EventLoop) -> EventLoopFuture<DeleteGroupsResponse> {
+        let answers = request.groupsNames.map { groupId -> EventLoopFuture<DeleteGroupsResponse.GroupResult> in
+            let refusal = GroupResponse.deleteGroups([DeletedGroup(groupId: groupId, errorCode: .notCoordinator)])
+            guard let handle = partition(OffsetsTopic.name, offsetsPartition(for: groupId)) else {
+                return loop.makeSucceededFuture(.init(groupId: groupId, errorCode: .notCoordinator))
+            }
+            return handle.flatRun(on: loop) { replica -> EventLoopFuture<GroupResponse> in
+                guard let host = replica.groups else { return replica.loop.makeSucceededFuture(refusal) }
+                return host.handle(replica, notCoordinator: refusal) { coordinator, token, _ in
+                    coordinator.deleteGroups(token, [groupId])
+                }
+            }.map { response in
+                if case .deleteGroups(let outcomes) = response, let outcome = outcomes.first {
+                    return .init(groupId: groupId, errorCode: outcome.errorCode)
+                }
+                return .init(groupId: groupId, errorCode: .notCoordinator)
+            }
+        }
+        return EventLoopFuture.whenAllSucceed(answers, on: loop).map { DeleteGroupsResponse(results: $0) }
+    }
+
     /// ListGroups: the groups of every coordinator this node runs (clients ask every node).
     func listGroups(_ request: ListGroupsRequest, on loop: any EventLoop) -> EventLoopFuture<ListGroupsResponse> {
         let handles = partitions.withLock { $0.values.filter { $0.group.topic == OffsetsTopic.name } }
@@ -131,7 +154,8 @@ extension Broker {
             case .offsetFetch(let body): frame(body)
             case .describe(let body): frame(body)
             case .list(let body): frame(body)
-            case .deleteGroups: frame(HeartbeatResponse(errorCode: .unknownServerError))
+            case .deleteGroups(let outcomes):
+                frame(DeleteGroupsResponse(results: outcomes.map { .init(groupId: $0.groupId, errorCode: $0.errorCode) }))
             }
         }
         switch request {
@@ -165,6 +189,8 @@ extension Broker {
             return describeGroups(body, on: loop).map { frame($0) }
         case .listGroups(let body):
             return listGroups(body, on: loop).map { frame($0) }
+        case .deleteGroups(let body):
+            return deleteGroups(body, on: loop).map { frame($0) }
         default:
             return loop.makeSucceededFuture(.close(reason: "not a group request"))
         }

@@ -38,19 +38,12 @@ public enum ApiVersionsTable {
         Entry(apiKey: .deleteTopics, minVersion: 0, maxVersion: 1, implemented: 1...1),
         Entry(apiKey: .initProducerId, minVersion: 0, maxVersion: 1, implemented: 0...1),
         Entry(apiKey: .describeConfigs, minVersion: 0, maxVersion: 1, implemented: 1...1),
+        Entry(apiKey: .deleteGroups, minVersion: 0, maxVersion: 1, implemented: 0...1),
     ]
 
-    /// APIs the codec implements but the broker does not advertise yet, because it does not answer
-    /// them properly: clients never send an unadvertised API, and KeelClient uses these only with
-    /// brokers that advertise them. `minVersion...maxVersion` is the range to advertise once the
-    /// broker serves the API: move the entry into `entries` then.
-    ///
-    /// - DeleteGroups v0–v1 (one layout): `keel group delete`. The broker decodes it but does not
-    ///   answer it yet (`Broker.groups` closes the connection, as for any unadvertised API);
-    ///   `GroupCoordinator.deleteGroups` is ready for it.
-    public static let unadvertised: [Entry] = [
-        Entry(apiKey: .deleteGroups, minVersion: 0, maxVersion: 1, implemented: 0...1)
-    ]
+    /// APIs the codec implements but the broker does not advertise yet (none now: move an entry to `entries` once
+    /// the broker answers it).
+    public static let unadvertised: [Entry] = []
 
     /// The entry for `apiKey` (every `ApiKey` case is in `entries` or in `unadvertised`).
     public static func entry(_ apiKey: ApiKey) -> Entry {

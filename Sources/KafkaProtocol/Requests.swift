@@ -38,7 +38,7 @@ public enum KafkaRequest: Sendable, Equatable {
     case initProducerId(InitProducerIdRequest)
     /// DescribeConfigs v1.
     case describeConfigs(DescribeConfigsRequest)
-    /// DeleteGroups v0/v1 (implemented, not advertised yet: see `ApiVersionsTable.unadvertised`).
+    /// DeleteGroups v0/v1.
     case deleteGroups(DeleteGroupsRequest)
 
     /// The body as its message type.

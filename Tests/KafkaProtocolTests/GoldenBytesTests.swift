@@ -4,10 +4,12 @@ import XCTest
 
 /// Byte layouts checked by hand against PROTOCOL.md §1, §3 and §4.
 final class GoldenBytesTests: XCTestCase {
-    /// PROTOCOL.md §3 "Advertise" column, written out independently of `ApiVersionsTable`.
+    /// PROTOCOL.md §3 "Advertise" column, written out independently of `ApiVersionsTable`, plus DeleteGroups v0–1
+    /// (`keel group delete`; non-flexible below v2).
     private let advertised: [(Int16, Int16, Int16)] = [
         (0, 0, 7), (1, 4, 11), (2, 1, 2), (3, 0, 4), (8, 2, 3), (9, 1, 3), (10, 0, 1), (11, 0, 5), (12, 0, 1),
         (13, 0, 1), (14, 0, 3), (15, 0, 3), (16, 0, 2), (18, 0, 3), (19, 0, 3), (20, 0, 1), (22, 0, 1), (32, 0, 1),
+        (42, 0, 1),
     ]
 
     private func int16(_ value: Int16) -> [UInt8] {
@@ -18,24 +20,24 @@ final class GoldenBytesTests: XCTestCase {
     /// int32-counted array of (key, min, max), no throttle time.
     func testApiVersionsV0ResponseBytes() {
         let frame = KafkaResponseEncoder.encodeFrame(ApiVersionsResponse.keel, version: 0, correlationId: 7)
-        var expected: [UInt8] = [0x00, 0x00, 0x00, 0x76]  // size 118 = 4 + 2 + 4 + 18 × 6
+        var expected: [UInt8] = [0x00, 0x00, 0x00, 0x7C]  // size 124 = 4 + 2 + 4 + 19 × 6
         expected += [0x00, 0x00, 0x00, 0x07]  // correlation_id (header v0: nothing else)
         expected += [0x00, 0x00]  // error_code NONE
-        expected += [0x00, 0x00, 0x00, 0x12]  // 18 api_keys
+        expected += [0x00, 0x00, 0x00, 0x13]  // 19 api_keys
         for (key, min, max) in advertised { expected += int16(key) + int16(min) + int16(max) }
         XCTAssertEqual(bytes(frame), expected)
         XCTAssertEqual(Array(bytes(frame)[14..<20]), [0x00, 0x00, 0x00, 0x00, 0x00, 0x07], "Produce 0–7 first")
     }
 
     /// ApiVersions v3 response: still response header v0 (no tag byte after the correlation id),
-    /// error_code, compact array (uvarint 18 + 1 = 0x13) of (key, min, max, empty tags),
+    /// error_code, compact array (uvarint 19 + 1 = 0x14) of (key, min, max, empty tags),
     /// throttle_time_ms, empty top-level tags.
     func testApiVersionsV3ResponseBytes() {
         let frame = KafkaResponseEncoder.encodeFrame(ApiVersionsResponse.keel, version: 3, correlationId: 1)
-        var expected: [UInt8] = [0x00, 0x00, 0x00, 0x8A]  // size 138 = 4 + 2 + 1 + 18 × 7 + 4 + 1
+        var expected: [UInt8] = [0x00, 0x00, 0x00, 0x91]  // size 145 = 4 + 2 + 1 + 19 × 7 + 4 + 1
         expected += [0x00, 0x00, 0x00, 0x01]  // correlation_id, header v0
         expected += [0x00, 0x00]  // error_code
-        expected += [0x13]  // compact array: 18 + 1
+        expected += [0x14]  // compact array: 19 + 1
         for (key, min, max) in advertised { expected += int16(key) + int16(min) + int16(max) + [0x00] }
         expected += [0x00, 0x00, 0x00, 0x00]  // throttle_time_ms
         expected += [0x00]  // no tagged fields

@@ -125,20 +125,19 @@ final class MessageTests: XCTestCase {
             [
                 [0, 0, 7], [1, 4, 11], [2, 1, 2], [3, 0, 4], [8, 2, 3], [9, 1, 3], [10, 0, 1], [11, 0, 5], [12, 0, 1],
                 [13, 0, 1], [14, 0, 3], [15, 0, 3], [16, 0, 2], [18, 0, 3], [19, 0, 3], [20, 0, 1], [22, 0, 1],
-                [32, 0, 1],
+                [32, 0, 1], [42, 0, 1],
             ])
         for entry in ApiVersionsTable.entries {
             XCTAssertTrue(
                 entry.implemented.lowerBound >= entry.minVersion && entry.implemented.upperBound == entry.maxVersion)
             XCTAssertFalse(entry.apiKey.isFlexible(entry.implemented.lowerBound) && entry.apiKey != .apiVersions)
         }
-        // DeleteGroups is implemented (v0 and v1 share a layout) but not advertised until the broker serves it.
-        XCTAssertEqual(ApiVersionsTable.unadvertised.map(\.apiKey), [.deleteGroups])
-        XCTAssertFalse(ApiVersionsTable.isAdvertised(.deleteGroups))
+        // DeleteGroups v0 and v1 share a layout; the broker serves both.
+        XCTAssertEqual(ApiVersionsTable.unadvertised.map(\.apiKey), [])
+        XCTAssertTrue(ApiVersionsTable.isAdvertised(.deleteGroups))
         XCTAssertTrue(ApiVersionsTable.isAdvertised(.joinGroup))
         XCTAssertEqual(ApiVersionsTable.implementedVersions(of: .deleteGroups), 0...1)
-        XCTAssertFalse(ApiVersionsTable.advertised.contains { $0.apiKey == ApiKey.deleteGroups.rawValue })
-        XCTAssertEqual(Set(ApiVersionsTable.entries.map(\.apiKey)).union([.deleteGroups]), Set(ApiKey.allCases))
+        XCTAssertEqual(Set(ApiVersionsTable.entries.map(\.apiKey)), Set(ApiKey.allCases))
         XCTAssertEqual(ApiVersionsTable.implementedVersions(of: .apiVersions), 0...3)
         XCTAssertEqual(ApiVersionsTable.implementedVersions(of: .initProducerId), 0...1)
         XCTAssertEqual(ApiVersionsTable.preferredVersion(of: .fetch), 11)

@@ -206,13 +206,8 @@ final class KeelGroupIntegrationTests: XCTestCase {
         XCTAssertEqual(empty.state, "Empty")
         let listed = try await admin.listGroups().map(\.groupId)
         XCTAssertTrue(listed.contains("admin"))
-        do {
-            try await admin.deleteGroup("admin")
-            let gone = try await admin.describeGroup("admin")
-            XCTAssertEqual(gone.state, "Dead")
-        } catch {
-            // Fine while the broker does not advertise DeleteGroups yet (ApiVersionsTable.unadvertised).
-            guard case .unsupportedVersion(.deleteGroups, _, _) = error else { throw error }
-        }
+        try await admin.deleteGroup("admin")
+        let gone = try await admin.describeGroup("admin")
+        XCTAssertEqual(gone.state, "Dead")
     }
 }
