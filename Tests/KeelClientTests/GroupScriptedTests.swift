@@ -421,7 +421,7 @@ final class GroupScriptedTests: XCTestCase {
         XCTAssertTrue(dead.members.isEmpty)
     }
 
-    /// A broker that does not advertise DeleteGroups (Keel's, until it hosts groups) gets no
+    /// A broker that does not advertise DeleteGroups (an old one) gets no
     /// DeleteGroups request: the client says it is unsupported.
     func testDeleteGroupNeedsTheBrokerToAdvertiseIt() async throws {
         fake.state.withLock { $0.advertiseDeleteGroups = false }
