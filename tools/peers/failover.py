@@ -68,15 +68,20 @@ class Cluster:
             return None
 
     def alive(self, n):
+        """True while node n's process runs; a node that exited is reaped here (it is this process's child once
+        orphaned), so that cluster/restart's kill -0 does not mistake a zombie for a running node."""
         pid = self.pid(n)
         if pid is None:
             return False
         reap(pid)
         try:
             with open(f"/proc/{pid}/stat") as f:
-                return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+                if f.read().rsplit(")", 1)[1].split()[0] != "Z":
+                    return True
         except (FileNotFoundError, ProcessLookupError):
             return False
+        reap(pid)  # a zombie now: reaped by this call if it is our child
+        return False
 
     def status(self, n):
         try:
@@ -216,6 +221,8 @@ def run_scenario(cluster, args, label, sig_name, extra):
 
             wait_until(f"node {victim} to exit", 30, lambda: not cluster.alive(victim))
             exited_ns = now_ns()
+            # As cluster/kill does: the node is gone, so cluster/restart starts it without looking at the old pid.
+            os.remove(os.path.join(args.cluster, f"node-{victim}.pid"))
             wait_until("an acknowledgement after the kill", 60, first_after)
             successor, after = wait_until("a new leader", 30, lambda: pair(cluster.leader(excluding=victim)))
             # Restart the victim and wait until it follows with at most a second of lag.
