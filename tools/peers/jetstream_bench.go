@@ -186,6 +186,12 @@ func main() {
 			}
 			t0 := time.Now()
 			f, err := js.PublishAsync(names[sent%len(names)], values[sent%len(values)])
+			// With -pending unacknowledged, PublishAsync waits up to 200 ms for an ack and then gives up
+			// ("stalled"); a stream of 3 replicas can take longer under load: wait again, as a steady
+			// producer would.
+			for err != nil && strings.Contains(err.Error(), "stalled") && time.Now().Before(deadline) {
+				f, err = js.PublishAsync(names[sent%len(names)], values[sent%len(values)])
+			}
 			if err != nil {
 				fail("publish: %v", err)
 			}
