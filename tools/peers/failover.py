@@ -255,7 +255,8 @@ def run_scenario(cluster, args, label, sig_name, extra):
             failures = sum(1 for r in acks.rows[start_row:] if r[5] != 0)
             ms = (first[2] - killed_ns) / 1e6
             results.append(ms)
-            print(f"iteration {i}: leader {victim} (term {before['term']}, controller {before['controller']}) "
+            print(f"iteration {i}: at {killed_ns / 1e9:.3f} s (CLOCK_MONOTONIC) "
+                  f"leader {victim} (term {before['term']}, controller {before['controller']}) "
                   f"SIG{sig_name}, exited after {(exited_ns - killed_ns) / 1e6:.0f} ms; new leader {successor} "
                   f"(term {after['term']}); first acks=all answer from it {ms:.0f} ms after the signal "
                   f"(offset {first[4]}, sent {(first[1] - killed_ns) / 1e6:+.0f} ms); late answers from the "
