@@ -16,7 +16,14 @@ process here). Each iteration:
    that holds the acknowledged offset carries the term of the leader that appended it (partitionLeaderEpoch),
    which must be newer than the victim's term; an answer the victim wrote to the socket before it died would
    carry the old term and is counted apart ("late answers from the victim");
-4. restarts the node (cluster/restart), waits until it follows the leader with at most one second of lag.
+4. restarts the node (cluster/restart), waits until it follows the leader with at most one second of lag, then
+   SETTLE seconds more (librdkafka backs off its reconnects to a node that was down, up to
+   reconnect.backoff.max.ms, 10 s by default: a successor killed and restarted a moment ago is reached only when
+   that backoff ends, which a node that has been up all along does not suffer).
+
+The producer also logs librdkafka's Metadata answers (debug=metadata): each iteration prints when, after the
+signal, the cluster named which leader, so that the cluster's part (electing a successor and saying so) can be
+told from the client's (when it asks, and its backoffs).
 
 It prints one line per iteration and a `result failover ...` line per scenario: median and worst, in ms.
 
@@ -184,7 +191,25 @@ def stop_all(cluster):
             time.sleep(0.05)
 
 
-def run_scenario(cluster, args, label, sig_name, extra):
+def metadata_answers(path, since_s, until_s):
+    """From the producer's librdkafka debug log (debug=metadata): (seconds after `since_s`, leader) of every
+    Metadata answer for partition 0 in [since_s, until_s]. The log's times are rdkafka_bench's CLOCK_MONOTONIC."""
+    answers = []
+    try:
+        with open(path) as f:
+            for line in f:
+                parts = line.split()
+                if len(parts) > 8 and parts[1] == "rdkafka" and parts[2] == "METADATA:" and "partition" in parts \
+                        and parts[-2] == "Leader":
+                    t = float(parts[0])
+                    if since_s <= t <= until_s:
+                        answers.append((t - since_s, int(parts[-1])))
+    except (FileNotFoundError, ValueError):
+        pass
+    return answers
+
+
+def run_scenario(cluster, args, label, sig_name, settle_s, extra):
     """One producer for the whole scenario, `args.iterations` leader failures; returns the result line."""
     topic = cluster.topic = f"failover-{label}"
     subprocess.run([args.rdkafka, "create", "-b", cluster.bootstrap(), "-t", topic, "-p", "1", "-R", "3"],
@@ -193,14 +218,18 @@ def run_scenario(cluster, args, label, sig_name, extra):
     command = [args.rdkafka, "produce", "-b", cluster.bootstrap(), "-t", topic, "-f", args.values,
                "-n", str(int(args.rate * args.seconds_max)), "-r", str(args.rate), "-T", str(args.seconds_max),
                "-L", log_path]
-    for x in extra:
+    for x in extra + ["debug=metadata"]:
         command += ["-X", x]
-    print(f"== failover {label}: SIG{sig_name} of the leader, {args.iterations} times; producer: "
-          f"rdkafka_bench {' '.join(command[2:])}", flush=True)
-    producer = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=open(log_path + ".err", "w"))
+    print(f"== failover {label}: SIG{sig_name} of the leader, {args.iterations} times, {settle_s:g} s between a "
+          f"restarted node's catching up and the next failure; producer: rdkafka_bench {' '.join(command[2:])}",
+          flush=True)
+    # RDKAFKA_BENCH_DEBUG: rdkafka_bench prints librdkafka's debug lines (here: every Metadata answer, with the
+    # partition's leader) on standard error, timed with the same clock as the acknowledgements.
+    producer = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=open(log_path + ".err", "w"),
+                                env=dict(os.environ, RDKAFKA_BENCH_DEBUG="1"))
     acks = AckLog(log_path)
     sig = signal.SIGKILL if sig_name == "KILL" else signal.SIGTERM
-    results = []
+    results, told_ms = [], []
     try:
         def acked_count():
             acks.poll()
@@ -238,6 +267,7 @@ def run_scenario(cluster, args, label, sig_name, extra):
                 return end is not None and r["high_watermark"] - end <= args.rate
 
             wait_until(f"node {victim} to catch up", 90, converged)
+            time.sleep(settle_s)
             # Which answers after the kill came from the successor: their batches carry a newer term.
             acks.poll()
             batches = cluster.segment_epochs(successor)
@@ -255,12 +285,19 @@ def run_scenario(cluster, args, label, sig_name, extra):
             failures = sum(1 for r in acks.rows[start_row:] if r[5] != 0)
             ms = (first[2] - killed_ns) / 1e6
             results.append(ms)
+            # What the cluster told the client, and when: Metadata answers until the first acknowledgement.
+            answers = metadata_answers(log_path + ".err", killed_ns / 1e9, first[2] / 1e9)
+            told = next((t for t, leader in answers if leader == successor), None)
+            if told is not None:
+                told_ms.append(told * 1000)
+            answers_text = " ".join(f"{t * 1000:.0f}:{leader}" for t, leader in answers[:8])
             print(f"iteration {i}: at {killed_ns / 1e9:.3f} s (CLOCK_MONOTONIC) "
                   f"leader {victim} (term {before['term']}, controller {before['controller']}) "
                   f"SIG{sig_name}, exited after {(exited_ns - killed_ns) / 1e6:.0f} ms; new leader {successor} "
                   f"(term {after['term']}); first acks=all answer from it {ms:.0f} ms after the signal "
                   f"(offset {first[4]}, sent {(first[1] - killed_ns) / 1e6:+.0f} ms); late answers from the "
-                  f"victim {late_from_victim}; failed deliveries {failures}", flush=True)
+                  f"victim {late_from_victim}; failed deliveries {failures}; Metadata answers (ms:leader) "
+                  f"{answers_text or '-'}", flush=True)
     finally:
         producer.send_signal(signal.SIGTERM)
         try:
@@ -272,7 +309,9 @@ def run_scenario(cluster, args, label, sig_name, extra):
     return (f"result failover label={label} signal={sig_name} iterations={len(results)} "
             f"median_ms={statistics.median(results):.0f} worst_ms={max(results):.0f} best_ms={min(results):.0f} "
             f"mean_ms={statistics.mean(results):.0f} acked={sum(1 for r in acks.rows if r[5] == 0)} "
-            f"failed={failed} all_ms={','.join(f'{v:.0f}' for v in results)}")
+            f"failed={failed} metadata_named_successor_median_ms="
+            f"{statistics.median(told_ms) if told_ms else float('nan'):.0f} "
+            f"all_ms={','.join(f'{v:.0f}' for v in results)}")
 
 
 def pair(found):
@@ -302,7 +341,8 @@ def main():
     ap.add_argument("--rate", type=int, default=1000)
     ap.add_argument("--seconds-max", type=float, default=900)
     ap.add_argument("--scenario", action="append", required=True,
-                    help="LABEL:KILL|TERM[:key=value,key=value...] (librdkafka settings)")
+                    help="LABEL:KILL|TERM:SETTLE_S[:key=value,key=value...] (seconds to wait between a restarted "
+                         "node's catching up and the next failure; librdkafka settings)")
     args = ap.parse_args()
 
     ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
@@ -312,9 +352,9 @@ def main():
     lines = []
     try:
         for scenario in args.scenario:
-            label, sig_name, *rest = scenario.split(":", 2)
+            label, sig_name, settle, *rest = scenario.split(":", 3)
             extra = [x for x in (rest[0].split(",") if rest else []) if x]
-            lines.append(run_scenario(cluster, args, label, sig_name, extra))
+            lines.append(run_scenario(cluster, args, label, sig_name, float(settle), extra))
             print(lines[-1], flush=True)
     finally:
         stop_all(cluster)
