@@ -212,8 +212,17 @@ def metadata_answers(path, since_s, until_s):
 def run_scenario(cluster, args, label, sig_name, settle_s, extra):
     """One producer for the whole scenario, `args.iterations` leader failures; returns the result line."""
     topic = cluster.topic = f"failover-{label}"
-    subprocess.run([args.rdkafka, "create", "-b", cluster.bootstrap(), "-t", topic, "-p", "1", "-R", "3"],
-                   check=True, stdout=subprocess.DEVNULL)
+    for attempt in range(1, 4):
+        created = subprocess.run([args.rdkafka, "create", "-b", cluster.bootstrap(), "-t", topic, "-p", "1", "-R", "3"],
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        if created.returncode == 0:
+            break
+        # Not the measurement, but worth a report: say so, with what the nodes logged, and try again.
+        print(f"== creating {topic} failed (attempt {attempt}): {created.stderr.strip()}", flush=True)
+        for n in range(1, cluster.nodes + 1):
+            subprocess.run(["tail", "-n", "5", os.path.join(args.cluster, f"node-{n}.log")])
+    else:
+        raise SystemExit(f"failover.py: could not create {topic}")
     log_path = os.path.join(args.cluster, f"acks-{label}.log")
     command = [args.rdkafka, "produce", "-b", cluster.bootstrap(), "-t", topic, "-f", args.values,
                "-n", str(int(args.rate * args.seconds_max)), "-r", str(args.rate), "-T", str(args.seconds_max),
