@@ -141,6 +141,58 @@ public enum ReplicationCodec {
         buffer.setInteger(UInt32(buffer.writerIndex - lengthAt - 4), at: lengthAt)
     }
 
+    /// The frame as `encode(into:)` lays it out, in pieces to write one after the other: an append's record
+    /// batches are the entries' own buffers (the bytes the leader stored, or read back), not copies, so that
+    /// sending an append to each follower copies no payload in user space (the socket write gathers the pieces
+    /// with writev). Every other frame is one piece. The pieces concatenated are `encode(into:)`'s bytes.
+    public static func encodeParts(_ frame: PeerFrame) -> [ByteBuffer] {
+        guard case .message(let envelope) = frame,
+            case .append(let prevLastIndex, let prevTerm, let entries, let leaderCommit) = envelope.message.kind
+        else {
+            var buffer = ByteBuffer()
+            encode(frame, into: &buffer)
+            return [buffer]
+        }
+        let allocator = ByteBufferAllocator()
+        var parts: [ByteBuffer] = []
+        parts.reserveCapacity(2 * entries.count + 1)
+        var head = allocator.buffer(capacity: 96 + 32 * min(entries.count, 8))
+        head.writeInteger(UInt32(0))  // the length, set at the end
+        head.writeInteger(UInt8(1))
+        writeGroup(envelope.group, into: &head)
+        head.writeInteger(envelope.message.from.value)
+        head.writeInteger(envelope.message.to.value)
+        head.writeInteger(envelope.message.term.value)
+        head.writeInteger(UInt8(5))
+        head.writeInteger(prevLastIndex.value)
+        head.writeInteger(prevTerm.value)
+        head.writeInteger(leaderCommit.value)
+        head.writeInteger(UInt32(entries.count))
+        var total = 0
+        for entry in entries {
+            head.writeInteger(entry.term.value)
+            head.writeInteger(entry.firstIndex.value)
+            head.writeInteger(entry.lastIndex.value)
+            switch entry.content {
+            case .data(let payload):
+                head.writeInteger(UInt8(0))
+                head.writeInteger(UInt32(payload.bytes.readableBytes))
+                total += head.readableBytes + payload.bytes.readableBytes
+                parts.append(head)
+                parts.append(payload.bytes)
+                head = allocator.buffer(capacity: 32)
+            case .leaderChange:
+                head.writeInteger(UInt8(1))
+            }
+        }
+        if head.readableBytes > 0 {
+            total += head.readableBytes
+            parts.append(head)
+        }
+        parts[0].setInteger(UInt32(total - 4), at: parts[0].readerIndex)
+        return parts
+    }
+
     /// Decodes the next whole frame from `buffer`, moving its reader index past it; nil (and nothing consumed)
     /// when the frame is not complete yet.
     public static func decodeFrame(from buffer: inout ByteBuffer) throws(ReplicationCodecError) -> PeerFrame? {

@@ -81,6 +81,38 @@ final class CodecTests: XCTestCase {
         }
     }
 
+    /// The pieces a peer connection writes (an append's batches as their own buffers, not copied) are, end to
+    /// end, exactly the bytes of `encode(into:)`, for every frame kind and for appends of several batches.
+    func testEncodedPartsAreTheFrameBytes() throws {
+        var entries: [Entry<BatchPayload>] = []
+        var index: Int64 = 20
+        for tag in ["a", "b", "c"] {
+            let batch = try stampedBatch(tag, at: index, term: 4, records: 3)
+            let payload = try BatchPayload(
+                validating: batch, firstIndex: LogIndex(index), lastIndex: LogIndex(index + 2), term: Term(4))
+            entries.append(
+                Entry(term: Term(4), firstIndex: LogIndex(index), lastIndex: LogIndex(index + 2), content: .data(payload)))
+            index += 3
+            if tag == "b" {
+                entries.append(
+                    Entry(term: Term(4), firstIndex: LogIndex(index), lastIndex: LogIndex(index), content: .leaderChange))
+                index += 1
+            }
+        }
+        let several = PeerFrame.message(
+            ReplicationMessage(
+                group: group,
+                message: Message(
+                    from: NodeID(1), to: NodeID(3), term: Term(4),
+                    kind: .append(prevLastIndex: LogIndex(19), prevTerm: Term(4), entries: entries, leaderCommit: LogIndex(15)))))
+        for frame in try sampleFrames() + [several] {
+            var joined = ByteBuffer()
+            for var part in ReplicationCodec.encodeParts(frame) { joined.writeBuffer(&part) }
+            XCTAssertEqual(joined, encode(frame))
+        }
+        XCTAssertEqual(ReplicationCodec.encodeParts(several).count, 6)  // 3 batches, each after the bytes before it
+    }
+
     /// Garbage throws or waits for more bytes, never traps: random bytes, and valid frames with bytes flipped,
     /// truncated or with their length prefix changed. Seeded and bounded.
     func testGarbageNeverTraps() throws {

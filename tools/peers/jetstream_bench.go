@@ -3,9 +3,15 @@
 //
 //	jetstream_bench -url nats://127.0.0.1:4222 -stream S -mode produce -f VALUES -n COUNT [-rate R] [-pending P]
 //	jetstream_bench -url ... -stream S -mode consume-ordered|consume-pull -n COUNT
+//	    [-replicas R] [-servers n1=nats://...,n2=...] [-streams K]
 //
-// The stream (subject = its name, file storage, one replica) is created by the first run
-// that needs it. produce without -rate publishes asynchronously with at most -pending
+// The stream (subject = its name, file storage, -replicas replicas, default one) is created by
+// the first run that needs it; on a cluster, creation is retried until JetStream's meta group
+// has a leader, and the run waits until the stream has one. With -servers (server name = URL of
+// every server of the cluster) the client then connects to the server that leads the stream,
+// as a Kafka client talks to the partition's leader: JetStream's best case, no route hop.
+// produce -streams K publishes round-robin to K streams S, S_1 ... S_{K-1} (each its own Raft
+// group, as Kafka partitions are), from one connection to -url. produce without -rate publishes asynchronously with at most -pending
 // unacknowledged messages and reports msg/s and MB/s from the first publish to the last
 // ack. With -rate it publishes R msg/s on a fixed schedule and records, per message, the
 // time from the publish call to its ack in a histogram; the first -warmup messages (default
@@ -26,6 +32,7 @@ import (
 	"os"
 	"sort"
 	"sync"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -121,26 +128,42 @@ func main() {
 	pending := flag.Int("pending", 4000, "async publish: most unacknowledged messages")
 	fetch := flag.Int("fetch", 1000, "pull consumer: messages per fetch")
 	timeout := flag.Duration("timeout", 60*time.Second, "stop after this long")
+	replicas := flag.Int("replicas", 1, "replicas of a stream this run creates")
+	servers := flag.String("servers", "", "name=URL of every server: connect to the stream's leader")
+	streams := flag.Int("streams", 1, "produce: publish round-robin to this many streams")
 	flag.Parse()
+	deadline := time.Now().Add(*timeout)
 
 	nc, err := nats.Connect(*url)
 	if err != nil {
 		fail("connect: %v", err)
 	}
-	defer nc.Close()
 	js, err := nc.JetStream(nats.PublishAsyncMaxPending(*pending))
 	if err != nil {
 		fail("jetstream: %v", err)
 	}
-	if _, err := js.StreamInfo(*stream); err != nil {
-		_, err = js.AddStream(&nats.StreamConfig{
-			Name: *stream, Subjects: []string{*stream}, Storage: nats.FileStorage, Replicas: 1,
-		})
-		if err != nil {
-			fail("add stream: %v", err)
+	names := []string{*stream}
+	for i := 1; i < *streams; i++ {
+		names = append(names, fmt.Sprintf("%s_%d", *stream, i))
+	}
+	leader := ""
+	for _, name := range names {
+		leader = ensureStream(js, name, *replicas, deadline)
+	}
+	if *servers != "" && *streams == 1 {
+		for _, entry := range strings.Split(*servers, ",") {
+			if server, address, ok := strings.Cut(entry, "="); ok && server == leader && address != *url {
+				nc.Close()
+				if nc, err = nats.Connect(address); err != nil {
+					fail("connect to the stream leader %s: %v", address, err)
+				}
+				if js, err = nc.JetStream(nats.PublishAsyncMaxPending(*pending)); err != nil {
+					fail("jetstream: %v", err)
+				}
+			}
 		}
 	}
-	deadline := time.Now().Add(*timeout)
+	defer nc.Close()
 
 	switch *mode {
 	case "produce":
@@ -162,7 +185,13 @@ func main() {
 				}
 			}
 			t0 := time.Now()
-			f, err := js.PublishAsync(*stream, values[sent%len(values)])
+			f, err := js.PublishAsync(names[sent%len(names)], values[sent%len(values)])
+			// With -pending unacknowledged, PublishAsync waits up to 200 ms for an ack and then gives up
+			// ("stalled"); a stream of 3 replicas can take longer under load: wait again, as a steady
+			// producer would.
+			for err != nil && strings.Contains(err.Error(), "stalled") && time.Now().Before(deadline) {
+				f, err = js.PublishAsync(names[sent%len(names)], values[sent%len(values)])
+			}
 			if err != nil {
 				fail("publish: %v", err)
 			}
@@ -266,5 +295,29 @@ func main() {
 
 	default:
 		fail("unknown -mode %s", *mode)
+	}
+}
+
+// ensureStream creates the stream unless it exists, retrying while the cluster has no JetStream
+// meta leader yet, and waits until the stream has a leader; it returns the leader's server name
+// ("" for a single server).
+func ensureStream(js nats.JetStreamContext, name string, replicas int, deadline time.Time) string {
+	for {
+		info, err := js.StreamInfo(name)
+		if err != nil {
+			info, err = js.AddStream(&nats.StreamConfig{
+				Name: name, Subjects: []string{name}, Storage: nats.FileStorage, Replicas: replicas,
+			})
+		}
+		if err == nil && (replicas == 1 || (info.Cluster != nil && info.Cluster.Leader != "")) {
+			if info.Cluster != nil {
+				return info.Cluster.Leader
+			}
+			return ""
+		}
+		if time.Now().After(deadline) {
+			fail("stream %s: no leader before the timeout (last error: %v)", name, err)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }

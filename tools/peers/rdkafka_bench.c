@@ -1,9 +1,9 @@
 // rdkafka_bench: a librdkafka producer and consumer for `tools/bench produce`.
 // Not a test: it prints what it measured, one `result ...` line per run.
 //
-//   rdkafka_bench create  -b HOST:PORT -t TOPIC -p PARTITIONS [-X topic.config=value]...
+//   rdkafka_bench create  -b HOST:PORT -t TOPIC -p PARTITIONS [-R REPLICAS] [-X topic.config=value]...
 //   rdkafka_bench produce -b HOST:PORT -t TOPIC -f VALUES -n COUNT [-r RATE] [-w WARMUP]
-//                         [-l LINGER_MS] [-s BATCH_BYTES] [-z lz4|none] [-T SECONDS] [-X key=value]...
+//                         [-l LINGER_MS] [-s BATCH_BYTES] [-z lz4|none] [-T SECONDS] [-L LOG] [-X key=value]...
 //   rdkafka_bench consume -b HOST:PORT -t TOPIC -n COUNT [-p PARTITIONS] [-T SECONDS] [-X key=value]...
 //
 // VALUES is a file of values, one per line (`keel bench sample`); messages cycle over them.
@@ -12,6 +12,10 @@
 // msg/s on a fixed schedule and records, per message, the time from the send call to its
 // delivery report (acks=all: the broker's answer) in a log-linear histogram; the first
 // WARMUP messages (default: one second's worth) are not counted.
+// -L LOG writes one line per message as its delivery report arrives, for `tools/bench failover`:
+// `index send_ns report_ns partition offset error` (CLOCK_MONOTONIC nanoseconds, the clock every
+// process on the machine shares; error 0 on success, else librdkafka's error code). With -L a
+// failed delivery is logged and counted, and SIGTERM or SIGINT stops the sender cleanly.
 // consume assigns every partition from the beginning and reports msg/s and MB/s of values
 // from assign() until COUNT messages have arrived. Every run stops after -T seconds.
 // -X sets a librdkafka property (produce, consume) or a topic config (create).
@@ -20,6 +24,7 @@
 #include <errno.h>
 #include <librdkafka/rdkafka.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -115,7 +120,9 @@ static void load_values(const char *path) {
 
 // ---- options
 static const char *brokers = "127.0.0.1:9092", *topic = "bench", *values_path = NULL, *codec = "lz4";
-static long count = 100000, rate = 0, warmup = -1, linger_ms = 5, batch_bytes = 65536, partitions = 1;
+static long count = 100000, rate = 0, warmup = -1, linger_ms = 5, batch_bytes = 65536, partitions = 1, replicas = 1;
+static const char *log_path = NULL;
+static FILE *log_file;
 static double time_limit = 60;
 static const char *extra[32];  // -X key=value, applied last
 static int extra_count;
@@ -148,12 +155,22 @@ static histogram *latency;
 static atomic_long delivered, failed;
 static uint64_t *sent_at;  // per message, ns; read by the delivery callback
 static _Atomic uint64_t last_delivery_ns;
-static atomic_int stop_poller;
+static atomic_int stop_poller, stop_sender;
+
+static void on_stop_signal(int signal) {
+    (void)signal;
+    atomic_store(&stop_sender, 1);
+}
 
 static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *msg, void *opaque) {
     (void)rk;
     (void)opaque;
     uint64_t t = now_ns();
+    if (log_file) {
+        long index = (long)(intptr_t)msg->_private;
+        fprintf(log_file, "%ld %llu %llu %d %lld %d\n", index, (unsigned long long)sent_at[index],
+            (unsigned long long)t, (int)msg->partition, (long long)msg->offset, (int)msg->err);
+    }
     if (msg->err) {
         if (atomic_fetch_add(&failed, 1) < 5)
             fprintf(stderr, "rdkafka_bench: delivery failed: %s\n", rd_kafka_err2str(msg->err));
@@ -205,12 +222,19 @@ static int produce(void) {
 
     latency = calloc(1, sizeof *latency);
     sent_at = calloc((size_t)count, sizeof *sent_at);
+    if (log_path) {
+        log_file = fopen(log_path, "w");
+        if (!log_file) die(log_path, strerror(errno));
+        setvbuf(log_file, NULL, _IOLBF, 0);  // the failover harness reads the log while it grows
+        signal(SIGTERM, on_stop_signal);
+        signal(SIGINT, on_stop_signal);
+    }
     pthread_t poll_thread;
     pthread_create(&poll_thread, NULL, poller, rk);
 
     uint64_t start = now_ns(), deadline = start + (uint64_t)(time_limit * 1e9);
     long sent = 0;
-    while (sent < count && now_ns() < deadline) {
+    while (sent < count && now_ns() < deadline && !atomic_load(&stop_sender)) {
         if (rate > 0) {
             uint64_t due = start + (uint64_t)((double)sent * 1e9 / (double)rate);
             if (now_ns() < due) {
@@ -233,6 +257,7 @@ static int produce(void) {
     }
     uint64_t sent_done = now_ns();
     while (atomic_load(&delivered) + atomic_load(&failed) < sent && now_ns() < deadline) usleep(100);
+    if (atomic_load(&stop_sender)) count = sent;  // stopped on purpose: what was sent is the run
     atomic_store(&stop_poller, 1);
     pthread_join(poll_thread, NULL);
     uint64_t end = atomic_load(&last_delivery_ns);
@@ -257,6 +282,7 @@ static int produce(void) {
     rd_kafka_flush(rk, 1000);
     rd_kafka_topic_destroy(rkt);
     rd_kafka_destroy(rk);
+    if (log_file) fclose(log_file);
     return ok == sent && sent == count ? 0 : 1;
 }
 
@@ -326,7 +352,7 @@ static int create(void) {
     set(conf, "bootstrap.servers", brokers);
     rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof err);
     if (!rk) die("rd_kafka_new", err);
-    rd_kafka_NewTopic_t *nt = rd_kafka_NewTopic_new(topic, (int)partitions, 1, err, sizeof err);
+    rd_kafka_NewTopic_t *nt = rd_kafka_NewTopic_new(topic, (int)partitions, (int)replicas, err, sizeof err);
     if (!nt) die("NewTopic", err);
     for (int i = 0; i < extra_count; i++) {  // -X: topic configs here
         char key[256];
@@ -350,7 +376,7 @@ static int create(void) {
     rd_kafka_NewTopic_destroy(nt);
     rd_kafka_queue_destroy(q);
     rd_kafka_destroy(rk);
-    printf("created %s with %ld partitions\n", topic, partitions);
+    printf("created %s with %ld partitions of %ld replicas\n", topic, partitions, replicas);
     return 0;
 }
 
@@ -362,7 +388,7 @@ int main(int argc, char **argv) {
     const char *mode = argv[1];
     int c;
     optind = 2;
-    while ((c = getopt(argc, argv, "b:t:f:n:r:w:l:s:z:p:T:X:")) != -1) {
+    while ((c = getopt(argc, argv, "b:t:f:n:r:w:l:s:z:p:R:T:L:X:")) != -1) {
         switch (c) {
         case 'b': brokers = optarg; break;
         case 't': topic = optarg; break;
@@ -374,6 +400,8 @@ int main(int argc, char **argv) {
         case 's': batch_bytes = atol(optarg); break;
         case 'z': codec = optarg; break;
         case 'p': partitions = atol(optarg); break;
+        case 'R': replicas = atol(optarg); break;
+        case 'L': log_path = optarg; break;
         case 'T': time_limit = atof(optarg); break;
         case 'X':
             if (extra_count == 32) die("-X", "at most 32");

@@ -273,19 +273,20 @@ public final class PeerNetwork: Sendable {
     /// connection's event loop, then flushed once. Dropped when the link is down or its queue is full.
     public func send(_ frame: PeerFrame, to peer: NodeID) {
         guard let link = links[peer] else { return }
-        var bytes = ByteBuffer()
-        ReplicationCodec.encode(frame, into: &bytes)
+        // An append's record batches are not copied into the frame: its pieces go out with one gathering write.
+        let parts = ReplicationCodec.encodeParts(frame)
+        let size = parts.reduce(0) { $0 + $1.readableBytes }
         let queueMax = config.peerQueueBytesMax
         let drainOn: (any Channel)? = link.state.withLock { state in
             guard let channel = state.channel else { return nil }
             // `isWritable` is thread-safe: false once the socket's unsent bytes pass the high water mark (a
             // stalled peer); dropping is then better than growing without bound.
-            guard channel.isWritable, state.pendingBytes + bytes.readableBytes <= queueMax else {
+            guard channel.isWritable, state.pendingBytes + size <= queueMax else {
                 state.droppedFrames += 1
                 return nil
             }
-            state.pending.append(bytes)
-            state.pendingBytes += bytes.readableBytes
+            state.pending.append(contentsOf: parts)
+            state.pendingBytes += size
             guard !state.drainScheduled else { return nil }
             state.drainScheduled = true
             return channel
