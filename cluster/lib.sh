@@ -33,12 +33,21 @@ bootstrap() {
     echo "$list"
 }
 
+# True while process $1 runs. A zombie (exited, not yet reaped: in some containers nothing reaps orphans) counts
+# as exited.
+alive() {
+    kill -0 "$1" 2>/dev/null || return 1
+    local state
+    state="$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null || echo X)"
+    [ "$state" != Z ] && [ "$state" != X ]
+}
+
 pid_of() {
     local file="$CLUSTER_DIR/node-$1.pid"
     [ -f "$file" ] || return 1
     local pid
     pid="$(cat "$file")"
-    kill -0 "$pid" 2>/dev/null || return 1
+    alive "$pid" || return 1
     echo "$pid"
 }
 
