@@ -548,7 +548,17 @@ extension Broker {
     /// to announced).
     func knownLeader(of group: GroupID) -> (leader: NodeID, term: Term, inSync: [NodeID])? {
         let peers = environment.peers
-        return leaderships.leader(of: group) { peers.isConnected(to: $0) }
+        guard let known = leaderships.leader(of: group, isReachable: { peers.isConnected(to: $0) }) else { return nil }
+        // A leader this node has lost its link to is likely dead: LEADER_NOT_AVAILABLE makes clients ask again
+        // soon (librdkafka's fast metadata refresh) instead of waiting at a dead address.
+        guard known.leader == nodeID || peers.isConnected(to: known.leader) else { return nil }
+        return known
+    }
+
+    /// The link to `peer` closed (the server's cluster connections say so): replicas following it prepare to
+    /// elect a new leader at once instead of after an election timeout.
+    public func peerUnreachable(_ peer: NodeID) {
+        host.peerUnreachable(peer)
     }
 
     // MARK: Status

@@ -153,6 +153,11 @@ final class PartitionReplica: HostedReplica {
         afterEngine()
     }
 
+    func peerUnreachable(_ peer: NodeID) {
+        engine.peerUnreachable(peer)
+        afterEngine()
+    }
+
     func transferLeadership(to target: NodeID) throws(TransferError) {
         try engine.transferLeadership(to: target)
         afterEngine()

@@ -113,6 +113,8 @@ protocol HostedReplica: AnyObject {
     func completeFlush(_ request: FlushRequest, error: FileIOError?)
     /// Starts an election now.
     func campaign()
+    /// The link to `peer` closed.
+    func peerUnreachable(_ peer: NodeID)
     /// Hands leadership to `target`.
     func transferLeadership(to target: NodeID) throws(TransferError)
     /// Closes its log (no flush is in flight); waiting requests are answered.
@@ -414,6 +416,20 @@ final class ReplicaHost: Sendable {
             }
         }
         return EventLoopFuture.whenAllSucceed(parts, on: loop).map { $0.flatMap { $0 }.sorted { $0.group < $1.group } }
+    }
+
+    /// The link to `peer` closed: every replica that follows it prepares to elect a new leader soon.
+    func peerUnreachable(_ peer: NodeID) {
+        for shard in shards {
+            shard.loop.execute {
+                let state = shard.state.value
+                for group in state.order {
+                    guard let slot = state.slots[group], let replica = slot.replica else { continue }
+                    replica.peerUnreachable(peer)
+                    self.noticeLeadership(slot, replica, group: group)
+                }
+            }
+        }
     }
 
     /// Starts an election for `group` on this node now (tests; an operator's preferred-leader election).

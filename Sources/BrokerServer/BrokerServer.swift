@@ -178,7 +178,9 @@ public final class BrokerService: Service {
         let broker = Broker(config: brokerConfig, environment: environment, group: group, logger: logger)
         do {
             try await broker.start().get()
-            try await network?.start { frames, peer in broker.deliver(frames, from: peer) }
+            try await network?.start(
+                inbound: { frames, peer in broker.deliver(frames, from: peer) },
+                linkLost: { peer in broker.peerUnreachable(peer) })
         } catch {
             try? await server.close()
             await network?.shutdown()

@@ -200,6 +200,20 @@ public struct RaftNode<Payload: RaftPayload>: Sendable {
         for peer in peers { sendAppends(to: peer, log) }
     }
 
+    /// The shell lost its link to `peer` (its connection closed: the process died or the host went away). A
+    /// follower of `peer` stops trusting its leader's lease: it forgets the leader, so that it grants pre-votes,
+    /// and lets its election timer run out within a few ticks (spread by the seeded generator, so that the other
+    /// followers do not split the vote), instead of waiting a whole election timeout. Safety does not depend on
+    /// it: a leader that is in fact alive keeps its followers (pre-vote fails while they hear from it) or is
+    /// replaced by the usual rules.
+    public mutating func peerUnreachable(_ peer: NodeID) {
+        guard case .follower(let leader?) = role, leader == peer else { return }
+        role = .follower(leader: nil)
+        let spread = max(1, configuration.heartbeatIntervalTicks * 2)
+        let remaining = 1 + Int(random.next() % UInt64(spread))
+        electionElapsedTicks = max(electionElapsedTicks, electionTimeoutTicks - remaining)
+    }
+
     /// Starts an election now, as if the election timeout had passed (with a pre-vote first). A leader ignores it.
     public mutating func campaign(log: some RaftLogReader<Payload>) {
         guard !isLeader else { return }

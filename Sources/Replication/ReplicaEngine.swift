@@ -270,6 +270,13 @@ public final class ReplicaEngine<Token> {
         drive()
     }
 
+    /// The link to `peer` closed: a follower of it prepares to elect a new leader soon (`RaftNode.peerUnreachable`).
+    public func peerUnreachable(_ peer: NodeID) {
+        guard failure == nil, held == nil else { return }
+        raft.peerUnreachable(peer)
+        noticeRole()
+    }
+
     /// Starts an election now (tests, and an operator's preferred-leader election).
     public func campaign() {
         guard failure == nil, held == nil else { return }

@@ -107,6 +107,11 @@ final class Interaction {
         case "campaign":
             let k = node(words[1])
             input(k) { $0.campaign(log: $1) }
+        case "unreachable":
+            // `unreachable 2 1`: node 2's link to node 1 closed.
+            let k = node(words[1])
+            let peer = NodeID(UInt64(words[2])!)
+            input(k) { raft, _ in raft.peerUnreachable(peer) }
         case "tick":
             let k = node(words[1])
             let count = words.count > 2 ? Int(words[2])! : 1

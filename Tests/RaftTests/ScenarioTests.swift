@@ -37,6 +37,64 @@ final class ScenarioTests: XCTestCase {
             """)
     }
 
+    /// When the followers' links to their leader close (its process died), they forget its lease and elect a new
+    /// leader within a few ticks instead of a whole election timeout (10 ticks here).
+    func testFollowersOfAnUnreachableLeaderElectSoon() {
+        checkScript(
+            """
+            > nodes 3
+            > campaign 1
+              n1 becomes pre-candidate in term 0
+            > deliver
+            n1->n2 t1 pre-vote? last -1@0
+            n1->n3 t1 pre-vote? last -1@0
+            n2->n1 t1 pre-vote granted
+              n1 becomes candidate in term 1
+            n3->n1 t1 pre-vote granted
+            n1->n2 t1 vote? last -1@0
+              n2 becomes follower in term 1
+            n1->n3 t1 vote? last -1@0
+              n3 becomes follower in term 1
+            n2->n1 t1 vote granted
+              n1 becomes leader in term 1
+            n3->n1 t1 vote granted
+            n1->n2 t1 append prev -1@0 [] commit -1
+              n2 becomes follower in term 1, leader n1
+            n1->n3 t1 append prev -1@0 [] commit -1
+              n3 becomes follower in term 1, leader n1
+            n2->n1 t1 append ok match -1
+            n3->n1 t1 append ok match -1
+            > crash 1
+            n1 crashes; durable: term 1, vote n1, log empty
+            > unreachable 2 1
+              n2 becomes follower in term 1
+            > unreachable 3 1
+              n3 becomes follower in term 1
+            > tick 2 4
+              n2 becomes pre-candidate in term 1
+            > deliver
+            dropped: n2->n1 t2 pre-vote? last -1@0
+            n2->n3 t2 pre-vote? last -1@0
+            n3->n2 t2 pre-vote granted
+              n2 becomes candidate in term 2
+            dropped: n2->n1 t2 vote? last -1@0
+            n2->n3 t2 vote? last -1@0
+              n3 becomes follower in term 2
+            n3->n2 t2 vote granted
+              n2 becomes leader in term 2
+            dropped: n2->n1 t2 append prev -1@0 [] commit -1
+            n2->n3 t2 append prev -1@0 [] commit -1
+              n3 becomes follower in term 2, leader n2
+            n3->n2 t2 append ok match -1
+            > status
+            n1 down
+            n2 leader term 2 commit -1 log empty
+              n1: match -1 next 0 probe(paused: true) inflight 0
+              n3: match -1 next 0 replicate inflight 0
+            n3 follower term 2 commit -1 log empty
+            """)
+    }
+
     /// A node cut off from the others keeps pre-voting without raising its term, so on its return it does not
     /// depose the leader; the others ignore its pre-votes while they hear from the leader.
     func testPreVoteKeepsAPartitionedNodeFromDisruptingTheLeader() {

@@ -282,6 +282,11 @@ extension Controller: HostedReplica {
         afterEngine()
     }
 
+    func peerUnreachable(_ peer: NodeID) {
+        engine.peerUnreachable(peer)
+        afterEngine()
+    }
+
     func transferLeadership(to target: NodeID) throws(TransferError) {
         try engine.transferLeadership(to: target)
         afterEngine()

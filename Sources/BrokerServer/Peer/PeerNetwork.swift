@@ -204,6 +204,7 @@ public final class PeerNetwork: Sendable {
 
     struct NetworkState {
         var inbound: (@Sendable ([PeerFrame], NodeID) -> Void)?
+        var linkLost: (@Sendable (NodeID) -> Void)?
         var listener: (any Channel)?
         var accepted: [ObjectIdentifier: any Channel] = [:]
         var stopped = false
@@ -232,9 +233,15 @@ public final class PeerNetwork: Sendable {
     /// Binds the cluster port and starts dialing the voters with higher ids. `inbound` receives the frames a peer
     /// sent, on that connection's event loop, with the peer's id: every frame of one socket read together, in
     /// order (batches that arrive together travel together).
-    public func start(inbound: @escaping @Sendable ([PeerFrame], NodeID) -> Void) async throws {
+    public func start(
+        inbound: @escaping @Sendable ([PeerFrame], NodeID) -> Void,
+        linkLost: @escaping @Sendable (NodeID) -> Void = { _ in }
+    ) async throws {
         try config.validate()
-        state.withLock { $0.inbound = inbound }
+        state.withLock {
+            $0.inbound = inbound
+            $0.linkLost = linkLost
+        }
         let waterMark = self.waterMark
         let listener = try await ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 64)
@@ -300,6 +307,7 @@ public final class PeerNetwork: Sendable {
         let (listener, accepted) = state.withLock { state -> ((any Channel)?, [any Channel]) in
             state.stopped = true
             state.inbound = nil
+            state.linkLost = nil
             return (state.listener, Array(state.accepted.values))
         }
         try? await listener?.close()
@@ -431,7 +439,10 @@ public final class PeerNetwork: Sendable {
             state.pendingBytes = 0
             return true
         }
-        if was, !isStopped { logger.info("link to node \(link.peer) lost") }
+        if was, !isStopped {
+            logger.info("link to node \(link.peer) lost")
+            state.withLock { $0.linkLost }?(link.peer)
+        }
     }
 
     func deliver(_ frames: [PeerFrame], from peer: NodeID) {
