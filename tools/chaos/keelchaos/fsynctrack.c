@@ -13,6 +13,10 @@
 // never act on a sync (acknowledge a write) whose record is missing. Without
 // $KEELCHAOS_FSYNC_LOG the shim only forwards the calls.
 //
+// $KEELCHAOS_FSYNC_DELAY_US (optional) makes every sync of a regular file take that much
+// longer, as on a slow disk: written-but-unsynced bytes then exist for long enough that a
+// SIGKILL finds some, and "lose unsynced writes" has something to lose.
+//
 // Build: cc -O2 -shared -fPIC -o fsynctrack.so fsynctrack.c -ldl
 #define _GNU_SOURCE
 #include <dlfcn.h>
@@ -23,11 +27,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 static int (*real_fsync)(int);
 static int (*real_fdatasync)(int);
 static int log_fd = -1;
+static long delay_us = 0;
 static pthread_once_t once = PTHREAD_ONCE_INIT;
 
 static void init(void) {
@@ -36,6 +42,19 @@ static void init(void) {
     const char *path = getenv("KEELCHAOS_FSYNC_LOG");
     if (path != NULL && path[0] != '\0') {
         log_fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    }
+    const char *delay = getenv("KEELCHAOS_FSYNC_DELAY_US");
+    if (delay != NULL) {
+        long us = strtol(delay, NULL, 10);
+        if (us > 0 && us <= 10 * 1000 * 1000) delay_us = us;
+    }
+}
+
+static void slow_disk(int fd) {
+    struct stat st;
+    if (delay_us == 0 || fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) return;
+    struct timespec ts = {delay_us / 1000000, (delay_us % 1000000) * 1000};
+    while (nanosleep(&ts, &ts) != 0) {
     }
 }
 
@@ -73,6 +92,7 @@ static void record(const struct pending *p) {
 
 int fsync(int fd) {
     pthread_once(&once, init);
+    slow_disk(fd);
     struct pending p;
     prepare(fd, &p);
     int result = real_fsync(fd);
@@ -82,6 +102,7 @@ int fsync(int fd) {
 
 int fdatasync(int fd) {
     pthread_once(&once, init);
+    slow_disk(fd);
     struct pending p;
     prepare(fd, &p);
     int result = real_fdatasync(fd);

@@ -103,7 +103,8 @@ class Nemesis(threading.Thread):
     """Carries out a schedule against a cluster (nodes.Cluster) and a network
     (netns.Network or None), recording `nemesis` events."""
 
-    def __init__(self, faults, cluster, net, history: History, topic: str, seed: int, leaders, log=print):
+    def __init__(self, faults, cluster, net, history: History, topic: str, seed: int, leaders, log=print,
+                 checkpoint_only_cuts: bool = False):
         super().__init__(name="nemesis", daemon=True)
         self.faults = faults
         self.cluster = cluster
@@ -113,6 +114,7 @@ class Nemesis(threading.Thread):
         self.seed = seed
         self.leaders = leaders  # () -> {partition: node}
         self.log = log
+        self.checkpoint_only_cuts = checkpoint_only_cuts
         self.stop_event = threading.Event()
         self.error: BaseException | None = None
         self.problems: list[str] = []
@@ -167,7 +169,7 @@ class Nemesis(threading.Thread):
                 node.kill()
                 extra = {}
                 if f.kind == "lose-unsynced":
-                    cuts = node.lose_unsynced(rng)
+                    cuts = node.lose_unsynced(rng, checkpoint_only=self.checkpoint_only_cuts)
                     extra = {"cuts": [c.to_json() for c in cuts],
                              "bytes_cut": sum(c.size - c.new_size for c in cuts)}
                     self.history.record("nemesis", "nemesis-cuts", "info", id=f.id, node=node_id, **extra)

@@ -18,14 +18,16 @@ dst's namespace (INPUT jumps to it); applying a partition rewrites every node's 
 with one iptables-restore, healing flushes them. TOOLCHAIN.md: netem does not work in
 this kernel, so there is no delay injection here.
 
-Set-up is idempotent and robust: it first removes whatever an earlier run of the same
-instance left behind (namespaces named keelchaosI-*, links named kcI-* in the root
+Set-up takes a lock per instance (/tmp/keelchaosI.netns.lock, held until tear-down), so
+two harnesses on one machine never share names. It is idempotent and robust: it first
+removes whatever an earlier run of the same instance left behind (namespaces named keelchaosI-*, links named kcI-* in the root
 namespace, and the processes still running inside those namespaces, which only this
 harness starts). Tear-down does the same and waits until the kernel has let go.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
@@ -129,6 +131,7 @@ class Network:
         self.current = healed(self.nodes)
         self.log = log or (lambda msg: print(f"netns: {msg}", file=sys.stderr))
         self.is_up = False
+        self._lock = None
 
     # -- addressing -------------------------------------------------------------------
 
@@ -188,7 +191,31 @@ class Network:
                     f"{self.config.subnet} is already routed here ({line.strip()}); pick another --net-instance"
                 )
 
-    def setup(self) -> None:
+    def _acquire(self, wait_s: float) -> None:
+        if self._lock is not None:
+            return
+        path = f"/tmp/{NS_PREFIX}{self.config.instance}.netns.lock"
+        lock = open(path, "w")
+        deadline = time.monotonic() + wait_s
+        while True:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                self._lock = lock
+                return
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    lock.close()
+                    raise NetError(f"instance {self.config.instance} is in use by another run ({path})")
+                time.sleep(0.5)
+
+    def _release(self) -> None:
+        if self._lock is not None:
+            self._lock.close()  # closing releases the flock
+            self._lock = None
+
+    def setup(self, wait_s: float = 0) -> None:
+        """Creates everything; waits up to wait_s for another run of this instance."""
+        self._acquire(wait_s)
         stale = self.cleanup_stale()
         if stale:
             self.log(f"removed leftovers of an earlier run: {', '.join(stale)}")
@@ -229,8 +256,13 @@ class Network:
 
     def teardown(self) -> None:
         """Idempotent; kills what still runs inside the namespaces."""
-        self.cleanup_stale()
-        self.is_up = False
+        if self._lock is None:
+            self._acquire(0)
+        try:
+            self.cleanup_stale()
+        finally:
+            self.is_up = False
+            self._release()
 
     def _in(self, ns: str, argv: list[str], **kw) -> str:
         return run(["ip", "netns", "exec", ns, *argv], **kw)

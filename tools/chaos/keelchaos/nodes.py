@@ -85,6 +85,7 @@ class ClusterConfig:
     partitions: int = 6
     replication_factor: int = 1
     extra_broker_args: list[str] = field(default_factory=list)
+    fsync_delay_us: int = 0  # a slow disk (fsynctrack.c), so that SIGKILL finds unsynced bytes
 
 
 def broker_argv(cfg: ClusterConfig, node: NodeSpec, everyone: list[NodeSpec]) -> list[str]:
@@ -112,8 +113,10 @@ def broker_argv(cfg: ClusterConfig, node: NodeSpec, everyone: list[NodeSpec]) ->
 
 
 class Node:
-    def __init__(self, spec: NodeSpec, argv: list[str], net: Network | None, shim: str | None, log=print):
+    def __init__(self, spec: NodeSpec, argv: list[str], net: Network | None, shim: str | None, log=print,
+                 fsync_delay_us: int = 0):
         self.spec = spec
+        self.fsync_delay_us = fsync_delay_us
         self.argv = argv
         self.net = net
         self.shim = shim
@@ -145,6 +148,8 @@ class Node:
         if self.shim:
             env["LD_PRELOAD"] = self.shim
             env["KEELCHAOS_FSYNC_LOG"] = self.spec.fsync_log
+            if self.fsync_delay_us:
+                env["KEELCHAOS_FSYNC_DELAY_US"] = str(self.fsync_delay_us)
         argv = self.net.exec_argv(self.id, self.argv) if self.net else self.argv
         logf = open(self.spec.log_path, "a")
         logf.write(f"==== keelchaos: start {self.incarnation} at {time.strftime('%H:%M:%S')}: {' '.join(argv)}\n")
@@ -217,13 +222,14 @@ class Node:
             self.kill()
             return False
 
-    def lose_unsynced(self, rng, torn_probability: float = 0.3) -> list[durability.Cut]:
-        """The node must be dead. Cuts its files back to what was fsynced."""
+    def lose_unsynced(self, rng, torn_probability: float = 0.3, checkpoint_only: bool = False) -> list[durability.Cut]:
+        """The node must be dead. Cuts its files back to what was fsynced (with
+        `checkpoint_only`, back to log.checkpoint's recovery point, which also removes
+        fsynced data: a fault beyond the model, for checking the harness end to end)."""
         if self.running:
             raise RuntimeError("lose_unsynced needs a dead node")
-        cuts = durability.plan_cuts(
-            self.spec.data_dir, self.spec.fsync_log if self.shim else None, rng, torn_probability=torn_probability
-        )
+        tracker = self.spec.fsync_log if self.shim and not checkpoint_only else None
+        cuts = durability.plan_cuts(self.spec.data_dir, tracker, rng, torn_probability=torn_probability)
         durability.apply_cuts(cuts)
         if self.shim and os.path.exists(self.spec.fsync_log):
             durability.compact_fsync_log(self.spec.fsync_log)
@@ -242,7 +248,7 @@ class Cluster:
         self.log = log
         self.specs = self.launch_specs(out_dir)
         self.nodes = {
-            s.id: Node(s, broker_argv(cfg, s, self.specs), net, shim, log) for s in self.specs
+            s.id: Node(s, broker_argv(cfg, s, self.specs), net, shim, log, cfg.fsync_delay_us) for s in self.specs
         }
 
     def launch_specs(self, out_dir: str) -> list[NodeSpec]:

@@ -53,10 +53,13 @@ def svg(series: dict, title: str = "") -> str:
         out.append(f'<text x="{x(start) + 1:.1f}" y="{top_y - 3}" font-size="9" fill="{colour}">{fid}</text>')
 
     # Phases of the run (final heal, settling, final read).
-    for t, label in series.get("marks", []):
+    for i, (t, label) in enumerate(series.get("marks", [])):
         out.append(f'<line x1="{x(t):.1f}" y1="{top_y}" x2="{x(t):.1f}" y2="{top_y + TOP_H + GAP + BOTTOM_H}" '
                    f'stroke="#555" stroke-dasharray="4 3"/>')
-        out.append(f'<text x="{x(t) + 2:.1f}" y="{top_y + 10}" font-size="9" fill="#555">{escape(label)}</text>')
+        anchor = "end" if x(t) > WIDTH - RIGHT - 60 else "start"
+        dx = -2 if anchor == "end" else 2
+        out.append(f'<text x="{x(t) + dx:.1f}" y="{top_y + 10 + 11 * i}" font-size="9" fill="#555" '
+                   f'text-anchor="{anchor}">{escape(label)}</text>')
 
     # Throughput.
     ok = series.get("ok_per_s", {})

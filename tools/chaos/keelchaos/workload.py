@@ -250,14 +250,48 @@ class ConsumerWorker(threading.Thread):
         cfg = self.cfg
         consumer = Consumer(with_logger(consumer_config(cfg, self.process)))
         h, proc = self.history, self.process
+        batch: list[list] = []  # records received and not yet recorded as a poll
+        polls = 0
 
+        def flush(commit: bool = True) -> None:
+            """Records the batch as one poll, then commits it (after processing)."""
+            nonlocal polls
+            if not batch:
+                return
+            records = batch[:]
+            batch.clear()
+            polls += 1
+            h.record(proc, "poll", records=records)
+            if cfg.consumer_mode != "group" or not commit:
+                return
+            nxt: dict[int, int] = {}
+            for p, o, _ in records:
+                nxt[p] = max(nxt.get(p, 0), o + 1)
+            try:
+                result = consumer.commit(
+                    offsets=[TopicPartition(cfg.topic, p, o) for p, o in sorted(nxt.items())], asynchronous=False
+                )
+                bad = [tp for tp in (result or []) if tp.error]
+                if bad:
+                    h.record(proc, "commit", "fail", offsets=nxt, error=",".join(tp.error.name() for tp in bad))
+                else:
+                    h.record(proc, "commit", offsets=nxt)
+            except KafkaException as e:
+                h.record(proc, "commit", "fail", offsets=nxt, error=str(e.args[0].name() if e.args else e))
+
+        # Rebalance callbacks run inside poll(): what arrived before the rebalance is
+        # recorded (and committed, as Kafka recommends on revoke) before the assignment
+        # change, so the history has them in the order they happened.
         def on_assign(c, tps) -> None:
+            flush()
             h.record(proc, "assign", partitions=sorted(tp.partition for tp in tps))
 
         def on_revoke(c, tps) -> None:
+            flush()
             h.record(proc, "revoke", partitions=sorted(tp.partition for tp in tps))
 
         def on_lost(c, tps) -> None:
+            flush(commit=False)  # a lost assignment cannot commit: these come again
             h.record(proc, "lost", partitions=sorted(tp.partition for tp in tps))
 
         if cfg.consumer_mode == "group":
@@ -266,35 +300,21 @@ class ConsumerWorker(threading.Thread):
             mine = [p for p in range(cfg.partitions) if p % cfg.consumers == (self.number - 1) % cfg.consumers]
             consumer.assign([TopicPartition(cfg.topic, p, OFFSET_BEGINNING) for p in mine])
             h.record(proc, "assign", partitions=mine, mode="manual")
-        polls = 0
         try:
+            # One message per poll() (the rates are low), batched into poll events of at
+            # most 200 records or until nothing arrives for 0.2 s.
             while not self.stop_event.is_set() and polls < cfg.polls_max_per_consumer:
-                msgs = consumer.consume(num_messages=500, timeout=0.5)
-                records = []
-                for m in msgs:
-                    if m.error():
-                        h.record(proc, "consumer-error", "info", error=m.error().name())
-                        continue
-                    records.append([m.partition(), m.offset(), m.value().decode(errors="replace")])
-                if not records:
+                m = consumer.poll(0.2)
+                if m is None:
+                    flush()
                     continue
-                polls += 1
-                h.record(proc, "poll", records=records)
-                if cfg.consumer_mode == "group":
-                    nxt: dict[int, int] = {}
-                    for p, o, _ in records:
-                        nxt[p] = max(nxt.get(p, 0), o + 1)
-                    try:
-                        result = consumer.commit(
-                            offsets=[TopicPartition(cfg.topic, p, o) for p, o in sorted(nxt.items())], asynchronous=False
-                        )
-                        bad = [tp for tp in (result or []) if tp.error]
-                        if bad:
-                            h.record(proc, "commit", "fail", offsets=nxt, error=",".join(tp.error.name() for tp in bad))
-                        else:
-                            h.record(proc, "commit", offsets=nxt)
-                    except KafkaException as e:
-                        h.record(proc, "commit", "fail", offsets=nxt, error=str(e.args[0].name() if e.args else e))
+                if m.error():
+                    h.record(proc, "consumer-error", "info", error=m.error().name())
+                    continue
+                batch.append([m.partition(), m.offset(), m.value().decode(errors="replace")])
+                if len(batch) >= 200:
+                    flush()
+            flush()
         finally:
             consumer.close()
 

@@ -96,3 +96,125 @@ class Partitions(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class FakeNode:
+    def __init__(self, node_id, calls):
+        self.id = node_id
+        self.calls = calls
+        self.running = True
+        self.paused = False
+
+    def kill(self):
+        self.calls.append(("kill", self.id))
+        self.running = False
+
+    def start(self):
+        self.calls.append(("start", self.id))
+        self.running = True
+
+    def wait_listening(self, timeout_s=30):
+        return self.running
+
+    def pause(self):
+        self.calls.append(("pause", self.id))
+        self.paused = True
+
+    def resume(self):
+        self.calls.append(("resume", self.id))
+        self.paused = False
+
+    def lose_unsynced(self, rng, checkpoint_only=False):
+        assert not self.running, "cuts need a dead node"
+        self.calls.append(("cut", self.id))
+        return []
+
+    def died_unexpectedly(self):
+        return None
+
+
+class FakeCluster:
+    def __init__(self, n):
+        self.calls = []
+        self.nodes = {i: FakeNode(i, self.calls) for i in range(1, n + 1)}
+        self.ids = list(self.nodes)
+        self.cfg = type("Cfg", (), {"partitions": 6})()
+
+    def transfer_leadership(self, node_id):
+        self.calls.append(("transfer", node_id))
+        return "graceful restart"
+
+
+class FakeNet:
+    def __init__(self, calls):
+        self.calls = calls
+        self.current = None
+
+    def apply(self, p):
+        self.calls.append(("apply", p.kind, p.cut))
+        self.current = p
+
+    def heal(self):
+        self.calls.append(("heal",))
+        self.current = None
+
+
+class Executor(unittest.TestCase):
+    """The nemesis thread does what each fault says, aims at leaders, records a start
+    and an end for every fault, and heal_all leaves everything up."""
+
+    def run_faults(self, faults, leaders=None):
+        from keelchaos.history import History
+
+        cluster = FakeCluster(3)
+        net = FakeNet(cluster.calls)
+        history = History(None)
+        nem = nemesis.Nemesis(faults, cluster, net, history, "chaos", 1, lambda: dict(leaders or {}), log=lambda m: None)
+        nem.start()
+        nem.join(10)
+        nem.heal_all()
+        return cluster, history.events, nem
+
+    def test_every_kind_is_carried_out_and_healed(self):
+        faults = [
+            nemesis.Fault(i + 1, 0.01 * i, kind, 0.02, "leader", 3, 0, 2)
+            for i, kind in enumerate(nemesis.ALL_KINDS)
+        ]
+        cluster, events, nem = self.run_faults(faults, leaders={0: 2, 1: 2, 2: 1})
+        self.assertIsNone(nem.error)
+        calls = cluster.calls
+        self.assertIn(("kill", 2), calls)  # aimed at partition 0's leader, node 2
+        self.assertIn(("pause", 2), calls)
+        self.assertIn(("resume", 2), calls)
+        cut = calls.index(("cut", 2))  # lose-unsynced: kill, cut, then start
+        self.assertEqual(calls[cut - 1], ("kill", 2))
+        self.assertEqual(calls[cut + 1], ("start", 2))
+        self.assertEqual([c[1] for c in calls if c[0] == "apply"], list(parts.PARTITION_KINDS))
+        self.assertEqual(sum(1 for c in calls if c[0] == "transfer"), 2)
+        starts = [e for e in events if e["f"] == "nemesis" and e["type"] == "start"]
+        ends = [e for e in events if e["f"] == "nemesis" and e["type"] == "end"]
+        self.assertEqual([e["id"] for e in starts], [f.id for f in faults])
+        self.assertEqual([e["id"] for e in ends], [f.id for f in faults])
+        kill = next(e for e in starts if e["kind"] == "kill")
+        self.assertEqual(kill["leader_of"], [0, 1])
+        self.assertTrue(all(n.running and not n.paused for n in cluster.nodes.values()))
+        self.assertEqual(events[-1]["f"], "heal-all")
+
+    def test_without_known_leaders_the_fault_falls_back_to_its_node(self):
+        cluster, events, _ = self.run_faults([nemesis.Fault(1, 0.0, "kill", 0.01, "leader", 3, 0)])
+        self.assertIn(("kill", 3), cluster.calls)
+
+    def test_an_early_stop_still_heals(self):
+        faults = [nemesis.Fault(1, 0.0, "pause", 30.0, "node", 1, 0)]
+        from keelchaos.history import History
+
+        cluster = FakeCluster(3)
+        nem = nemesis.Nemesis(faults, cluster, FakeNet(cluster.calls), History(None), "chaos", 1, dict, log=lambda m: None)
+        nem.start()
+        import time
+
+        time.sleep(0.2)
+        t = time.monotonic()
+        nem.heal_all()
+        self.assertLess(time.monotonic() - t, 5)
+        self.assertFalse(cluster.nodes[1].paused)
