@@ -13,6 +13,7 @@ to those two functions only (see the README).
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -112,10 +113,58 @@ def broker_argv(cfg: ClusterConfig, node: NodeSpec, everyone: list[NodeSpec]) ->
     return argv + cfg.extra_broker_args
 
 
+class StateFile:
+    """The pids of the nodes a harness started (rewritten at every start), so that the
+    next run can kill what a crashed (SIGKILLed) harness left running: a pid is killed
+    only while it still runs the same command line. Namespaces get the same treatment
+    from netns.Network.cleanup_stale; this covers runs on loopback too."""
+
+    def __init__(self, instance: int):
+        self.path = f"/tmp/keelchaos-{instance}.pids.json"
+
+    def reap_stale(self) -> list[int]:
+        """Kills the recorded nodes that still run; returns their pids."""
+        killed = []
+        try:
+            with open(self.path) as f:
+                entries = json.load(f)
+        except (OSError, ValueError):
+            return killed
+        for e in entries:
+            try:
+                if _cmdline(e["pid"]) == e["argv"]:
+                    os.kill(e["pid"], signal.SIGKILL)
+                    killed.append(e["pid"])
+            except (OSError, KeyError, TypeError):
+                continue
+        self.clear()
+        return killed
+
+    def write(self, nodes) -> None:
+        # The node's own argv: under `ip netns exec` the pid runs it once exec'd.
+        entries = [{"pid": n.pid, "argv": n.argv} for n in nodes if n.pid]
+        tmp = self.path + ".tmp"
+        with open(tmp, "w") as f:
+            json.dump(entries, f)
+        os.replace(tmp, self.path)
+
+    def clear(self) -> None:
+        try:
+            os.remove(self.path)
+        except FileNotFoundError:
+            pass
+
+
+def _cmdline(pid: int) -> list[str]:
+    with open(f"/proc/{pid}/cmdline", "rb") as f:
+        return [c.decode(errors="replace") for c in f.read().split(b"\0") if c]
+
+
 class Node:
     def __init__(self, spec: NodeSpec, argv: list[str], net: Network | None, shim: str | None, log=print,
-                 fsync_delay_us: int = 0):
+                 fsync_delay_us: int = 0, on_start=None):
         self.spec = spec
+        self.on_start = on_start
         self.fsync_delay_us = fsync_delay_us
         self.argv = argv
         self.net = net
@@ -160,6 +209,8 @@ class Node:
         self.paused = False
         self.expect_exit = False
         self.exit_reported = False
+        if self.on_start:
+            self.on_start()
 
     def died_unexpectedly(self) -> str | None:
         """How the node ended, when it ended without the harness asking (once)."""
@@ -242,13 +293,17 @@ class Node:
 class Cluster:
     """N nodes; the workload reaches them through `bootstrap`."""
 
-    def __init__(self, cfg: ClusterConfig, out_dir: str, net: Network | None, shim: str | None, log=print):
+    def __init__(self, cfg: ClusterConfig, out_dir: str, net: Network | None, shim: str | None, log=print,
+                 state: StateFile | None = None):
         self.cfg = cfg
         self.net = net
         self.log = log
+        self.state = state
         self.specs = self.launch_specs(out_dir)
+        on_start = (lambda: state.write(self.nodes.values())) if state else None
         self.nodes = {
-            s.id: Node(s, broker_argv(cfg, s, self.specs), net, shim, log, cfg.fsync_delay_us) for s in self.specs
+            s.id: Node(s, broker_argv(cfg, s, self.specs), net, shim, log, cfg.fsync_delay_us, on_start)
+            for s in self.specs
         }
 
     def launch_specs(self, out_dir: str) -> list[NodeSpec]:
