@@ -376,6 +376,26 @@ def create_topic(bootstrap: str, topic: str, partitions: int, replication_factor
     raise RuntimeError(f"could not create topic {topic}: {last}")
 
 
+def group_coordinator_available(bootstrap: str, timeout_s: float = 10) -> bool:
+    """Whether the broker coordinates consumer groups: DescribeGroups (after
+    FindCoordinator) answered with anything but COORDINATOR_NOT_AVAILABLE. Retried, as
+    a real coordinator may need a moment while its offsets partition starts."""
+    admin = AdminClient(with_logger({"bootstrap.servers": bootstrap, "socket.connection.setup.timeout.ms": 2000}))
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            admin.describe_consumer_groups(["keelchaos-probe"], request_timeout=3)["keelchaos-probe"].result(5)
+            return True
+        except KafkaException as e:
+            err = e.args[0] if e.args and isinstance(e.args[0], KafkaError) else None
+            if err is not None and err.code() not in (
+                KafkaError.COORDINATOR_NOT_AVAILABLE, KafkaError._TIMED_OUT, KafkaError._TRANSPORT
+            ):
+                return True  # a coordinator answered, with something else
+        time.sleep(1)
+    return False
+
+
 def partition_leaders(bootstrap: str, topic: str, timeout_s: float = 3) -> dict[int, int]:
     """partition -> leader node id, as metadata says now ({} when nobody answers)."""
     admin = AdminClient(with_logger({"bootstrap.servers": bootstrap, "socket.connection.setup.timeout.ms": 2000}))

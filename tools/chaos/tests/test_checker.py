@@ -307,6 +307,30 @@ class Unavailability(unittest.TestCase):
         self.assertEqual(a.leader_kills["not_recovered"], 1)
         self.assertIn("never", checker.report(a))
 
+    def test_a_window_cut_short_by_the_next_fault_is_not_counted(self):
+        s = Synth()
+        s.at(1.0).send("p1", "a", 0, 0)
+        s.fault(1, "kill", [1], leader_of=[0], at=2.0)
+        s.heal(1, "kill", at=3.0)
+        s.fault(2, "kill", [1], leader_of=[0], at=4.0)  # before writes came back
+        s.heal(2, "kill", at=5.0)
+        s.at(2.5).invoke("p1", "b", 0)
+        s.at(4.5).invoke("p1", "c", 0)
+        s.at(5.49).ok("p1", "b", 0, 1)
+        s.ok("p1", "c", 0, 2)
+        s.final(0, [(0, "a"), (1, "b"), (2, "c")])
+        s.events.sort(key=lambda e: e["time"])
+        for i, e in enumerate(s.events):
+            e["index"] = i
+        a = analyze(s.events)
+        first, second = a.faults
+        self.assertTrue(first["censored"])
+        self.assertFalse(second["censored"])
+        self.assertAlmostEqual(second["leader_unavailable_s"], 1.51, places=3)  # c: invoked 4.51, acked 5.51
+        self.assertEqual(a.leader_kills["censored"], 1)
+        self.assertAlmostEqual(a.leader_kills["p99_s"], 1.51, places=3)
+        self.assertIn("not in the percentiles", checker.report(a))
+
     def test_percentile(self):
         self.assertEqual(checker.percentile([], 99), None)
         self.assertEqual(checker.percentile([3.0], 99), 3.0)

@@ -70,6 +70,9 @@ class MockCluster(unittest.TestCase):
         done = [e["value"] for e in self.events if e["f"] == "send" and e["type"] != "invoke"]
         self.assertEqual(sorted(invokes), sorted(done))
 
+    def test_the_group_coordinator_is_found(self):
+        self.assertTrue(workload.group_coordinator_available(self.bootstrap, timeout_s=10))
+
     def test_damage_is_caught(self):
         events = copy.deepcopy(self.events)
         final = next(e for e in events if e["f"] == "final-read" and len(e["records"]) > 2)
