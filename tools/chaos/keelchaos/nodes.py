@@ -361,6 +361,28 @@ class Cluster:
         return "graceful restart" if graceful else "restart (SIGTERM timed out, SIGKILLed)"
 
 
+# What in a node's log makes a run invalid: Keel's recovery saying fsynced data is gone
+# (lose-unsynced never removes fsynced bytes, so this is a bug in Keel or the harness),
+# errors and crashes. Warnings are listed in the report but do not fail the run.
+LOG_PROBLEMS = ("data that was fsynced is missing", "Fatal error", " critical ", " error ")
+
+
+def scan_log(path: str, limit: int = 5) -> tuple[list[str], list[str]]:
+    """(problems, warnings) found in a node's log, at most `limit` lines of each."""
+    problems, warnings = [], []
+    try:
+        with open(path, errors="replace") as f:
+            for line in f:
+                if any(p in line for p in LOG_PROBLEMS):
+                    if len(problems) < limit:
+                        problems.append(line.strip()[:300])
+                elif " warning " in line and len(warnings) < limit:
+                    warnings.append(line.strip()[:300])
+    except FileNotFoundError:
+        pass
+    return problems, warnings
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
