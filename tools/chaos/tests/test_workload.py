@@ -70,6 +70,20 @@ class MockCluster(unittest.TestCase):
         done = [e["value"] for e in self.events if e["f"] == "send" and e["type"] != "invoke"]
         self.assertEqual(sorted(invokes), sorted(done))
 
+    def test_the_final_read_gets_past_a_trailing_control_batch(self):
+        # A transaction's commit marker is a control batch at the end of the log, as a
+        # LEADER_CHANGE batch can be in Keel: it takes an offset that no record has.
+        tx = Producer({"bootstrap.servers": self.bootstrap, "transactional.id": "tx1", "log_level": 0})
+        tx.init_transactions(10)
+        tx.begin_transaction()
+        for i in range(3):
+            tx.produce("tx", value=str(i).encode(), partition=0)
+        tx.commit_transaction(10)
+        h = History(None)
+        self.assertEqual(workload.final_read(self.bootstrap, "tx", 1, h, timeout_s=15), [])
+        [e] = [x for x in h.events if x["f"] == "final-read"]
+        self.assertEqual((e["high"], len(e["records"]), e["complete"]), (4, 3, True))
+
     def test_the_group_coordinator_is_found(self):
         self.assertTrue(workload.group_coordinator_available(self.bootstrap, timeout_s=10))
 
