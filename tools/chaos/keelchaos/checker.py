@@ -370,6 +370,40 @@ def analyze(events: list[dict]) -> Analysis:
     return Analysis(anomalies, problems, stats, faults, leader_kills, series(sends, faults, marks))
 
 
+DUPLICATE_CAUSES = {
+    "same-epoch": "every copy in a batch of the same producer id and epoch: the broker appended a retry "
+    "that its idempotence check should have recognised",
+    "epoch-bump": "the copies are in batches of one producer id with different epochs: librdkafka bumped "
+    "the epoch (after a message timeout or OUT_OF_ORDER_SEQUENCE_NUMBER) and sent possibly persisted "
+    "records again (confluentinc/librdkafka#4953)",
+    "producer-restart": "the copies are in batches of different producer ids",
+    "unknown": "a copy's batch was not found in the nodes' data directories",
+}
+
+
+def annotate_duplicates(analysis: Analysis, lookup) -> dict[str, int]:
+    """Explains each duplicate from the batches that hold its copies. `lookup(partition,
+    offset)` gives (producer id, producer epoch, base sequence) of the batch holding that
+    offset in a node's log, or None. Adds `cause` and `batches` to each case; returns the
+    count per cause (also kept in stats)."""
+    counts: dict[str, int] = defaultdict(int)
+    for case in analysis.anomalies.get("duplicate", []):
+        batches = [lookup(p["partition"], p["offset"]) for p in case["positions"]]
+        case["batches"] = [None if b is None else {"producer_id": b[0], "epoch": b[1], "base_sequence": b[2]} for b in batches]
+        if any(b is None for b in batches):
+            cause = "unknown"
+        elif len({b[0] for b in batches}) > 1:
+            cause = "producer-restart"
+        elif len({b[1] for b in batches}) > 1:
+            cause = "epoch-bump"
+        else:
+            cause = "same-epoch"
+        case["cause"] = cause
+        counts[cause] += 1
+    analysis.stats["duplicate_causes"] = dict(counts)
+    return dict(counts)
+
+
 def fault_windows(events: list[dict], sends: dict[str, Send]) -> list[dict]:
     ok_by_partition: dict[int, list[tuple[float, float]]] = defaultdict(list)
     invoked_by_partition: dict[int, list[float]] = defaultdict(list)
@@ -494,6 +528,8 @@ def report(a: Analysis, title: str = "") -> str:
     lines.append(f"{'-' * 22}{'-' * 8}")
     for k, n in a.counts().items():
         lines.append(f"{k:<22}{n:>8}")
+    for cause, n in sorted(st.get("duplicate_causes", {}).items()):
+        lines.append(f"  duplicates, {cause}: {n}: {DUPLICATE_CAUSES[cause]}")
     lines.append("")
     if a.faults:
         lines.append(f"{'fault':>5} {'kind':<18}{'nodes':<10}{'start s':>9}{'end s':>9}{'writes down s':>15}{'worst p':>8}  detail")

@@ -30,6 +30,7 @@ the result is labelled `stronger-than-power-loss`.
 
 from __future__ import annotations
 
+import bisect
 import os
 import random
 import re
@@ -96,24 +97,45 @@ class Batch:
     base_offset: int
     last_offset: int
     size: int
+    producer_id: int = -1
+    producer_epoch: int = -1
+    base_sequence: int = -1
+    is_control: bool = False
 
 
 def walk_batches(path: str) -> list[Batch]:
     """The whole batches of a segment file, by their length fields (no CRC check),
-    stopping at the first torn one."""
+    stopping at the first torn one. Record batch v2 header, big-endian: baseOffset i64,
+    batchLength i32, partitionLeaderEpoch i32, magic i8, crc u32, attributes i16 (bit 5:
+    control), lastOffsetDelta i32, baseTimestamp i64, maxTimestamp i64, producerId i64,
+    producerEpoch i16, baseSequence i32, recordCount i32."""
     batches = []
     with open(path, "rb") as f:
         data = f.read()
     pos = 0
     while pos + BATCH_HEADER_BYTES <= len(data):
         base, length = struct.unpack(">qi", data[pos : pos + LOG_OVERHEAD])
-        (delta,) = struct.unpack(">i", data[pos + 23 : pos + 27])
+        (attributes, delta) = struct.unpack(">hi", data[pos + 21 : pos + 27])
+        producer_id, epoch, sequence = struct.unpack(">qhi", data[pos + 43 : pos + 57])
         size = LOG_OVERHEAD + length
         if length < BATCH_HEADER_BYTES - LOG_OVERHEAD or pos + size > len(data):
             break
-        batches.append(Batch(pos, base, base + delta, size))
+        batches.append(Batch(pos, base, base + delta, size, producer_id, epoch, sequence, bool(attributes & 0x20)))
         pos += size
     return batches
+
+
+def partition_batches(data_dir: str, topic: str, partition: int) -> list[Batch]:
+    """Every batch of a partition replica in a node's data directory, in offset order."""
+    d = os.path.join(data_dir, f"{topic}-{partition}")
+    try:
+        names = sorted(n for n in os.listdir(d) if (m := SEGMENT_FILE.match(n)) and m.group(2) == "log")
+    except FileNotFoundError:
+        return []
+    out = []
+    for n in names:
+        out += walk_batches(os.path.join(d, n))
+    return out
 
 
 def read_fsync_log(path: str) -> dict[str, tuple[int, int]]:
@@ -220,3 +242,23 @@ def plan_cuts(
 def apply_cuts(cuts: list[Cut]) -> None:
     for c in cuts:
         os.truncate(c.path, c.new_size)
+
+
+def batch_lookup(data_dirs: list[str], topic: str):
+    """(partition, offset) -> (producer id, epoch, base sequence) of the batch holding
+    that offset in the first node's log that has it (read the logs of stopped nodes)."""
+    cache: dict[tuple[int, int], tuple[list[int], list[Batch]]] = {}
+
+    def lookup(partition: int, offset: int):
+        for i, d in enumerate(data_dirs):
+            if (i, partition) not in cache:
+                batches = partition_batches(d, topic, partition)
+                cache[(i, partition)] = ([b.base_offset for b in batches], batches)
+            bases, batches = cache[(i, partition)]
+            j = bisect.bisect_right(bases, offset) - 1
+            if j >= 0 and batches[j].base_offset <= offset <= batches[j].last_offset:
+                b = batches[j]
+                return (b.producer_id, b.producer_epoch, b.base_sequence)
+        return None
+
+    return lookup

@@ -90,10 +90,11 @@ class WorkloadConfig:
     rate_per_producer: float = 20.0  # sends per second
     sends_max_per_producer: int = 1_000_000
     polls_max_per_consumer: int = 1_000_000
-    message_timeout_ms: int = 10_000
+    message_timeout_ms: int = 60_000
     consumer_mode: str = "group"  # group | assign
     group: str = "keelchaos"
     seed: int = 0
+    client_debug: str = ""  # librdkafka `debug` contexts for producers (e.g. "eos,msg"), logged to clients.log
 
 
 def producer_config(cfg: WorkloadConfig, client_id: str) -> dict:
@@ -110,6 +111,7 @@ def producer_config(cfg: WorkloadConfig, client_id: str) -> dict:
         "reconnect.backoff.max.ms": 500,
         "socket.connection.setup.timeout.ms": 3000,
         "topic.metadata.refresh.interval.ms": 5000,
+        **({"debug": cfg.client_debug} if cfg.client_debug else {}),
     }
 
 

@@ -234,6 +234,22 @@ class EachAnomaly(unittest.TestCase):
         only(analyze(s.events), "poll-skip")
 
 
+class DuplicateCauses(unittest.TestCase):
+    def test_causes_come_from_the_batches_holding_the_copies(self):
+        s = Synth()
+        for v, offsets in (("a", (0, 1)), ("b", (2, 3)), ("c", (4, 5)), ("d", (6, 7))):
+            s.send("p1", v, 0, offsets[1])
+        s.final(0, [(0, "a"), (1, "a"), (2, "b"), (3, "b"), (4, "c"), (5, "c"), (6, "d"), (7, "d")])
+        a = analyze(s.events)
+        self.assertEqual(a.counts()["duplicate"], 4)
+        batches = {0: (7, 1, 0), 1: (7, 1, 0), 2: (7, 1, 1), 3: (7, 2, 0), 4: (7, 2, 1), 5: (8, 0, 0), 6: (7, 2, 2)}
+        counts = checker.annotate_duplicates(a, lambda p, o: batches.get(o))
+        self.assertEqual(counts, {"same-epoch": 1, "epoch-bump": 1, "producer-restart": 1, "unknown": 1})
+        self.assertEqual({c["value"]: c["cause"] for c in a.anomalies["duplicate"]},
+                         {"a": "same-epoch", "b": "epoch-bump", "c": "producer-restart", "d": "unknown"})
+        self.assertIn("duplicates, same-epoch: 1", checker.report(a))
+
+
 class Problems(unittest.TestCase):
     def test_send_without_completion_is_a_problem(self):
         s = Synth()

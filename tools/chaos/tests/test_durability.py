@@ -11,11 +11,12 @@ import unittest
 from keelchaos import durability as d
 
 
-def batch(base: int, records: int, payload: int = 40) -> bytes:
+def batch(base: int, records: int, payload: int = 40, producer: tuple[int, int, int] = (-1, -1, -1)) -> bytes:
     """A record batch v2 as far as the harness reads it: baseOffset, batchLength,
-    lastOffsetDelta at byte 23, the rest filler."""
+    lastOffsetDelta at byte 23, producer id / epoch / base sequence at 43, the rest filler."""
     body = bytearray(d.BATCH_HEADER_BYTES - d.LOG_OVERHEAD + payload)
     struct.pack_into(">i", body, 23 - d.LOG_OVERHEAD, records - 1)
+    struct.pack_into(">qhi", body, 43 - d.LOG_OVERHEAD, *producer)
     return struct.pack(">qi", base, len(body)) + bytes(body)
 
 
@@ -51,6 +52,23 @@ class Fixture:
 
     def cleanup(self):
         self.tmp.cleanup()
+
+
+class BatchLookup(unittest.TestCase):
+    def test_offsets_map_to_their_batch_producer(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            part = os.path.join(tmp, "chaos-2")
+            os.makedirs(part)
+            with open(os.path.join(part, f"{0:020d}.log"), "wb") as f:
+                f.write(batch(0, 10, producer=(4, 1, 0)) + batch(10, 5, producer=(4, 2, 0)))
+            with open(os.path.join(part, f"{15:020d}.log"), "wb") as f:
+                f.write(batch(15, 3, producer=(5, 0, 7)))
+            lookup = d.batch_lookup([os.path.join(tmp, "missing"), tmp], "chaos")
+            self.assertEqual(lookup(2, 3), (4, 1, 0))
+            self.assertEqual(lookup(2, 14), (4, 2, 0))
+            self.assertEqual(lookup(2, 16), (5, 0, 7))
+            self.assertIsNone(lookup(2, 18))
+            self.assertIsNone(lookup(1, 0))
 
 
 class Checkpoint(unittest.TestCase):
