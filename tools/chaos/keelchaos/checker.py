@@ -139,7 +139,9 @@ def collect_sends(events: list[dict]) -> tuple[dict[str, Send], list[str]]:
         s.complete_time = e["time"]
         s.error = e.get("error")
         if e["type"] == "ok":
-            s.offset = int(e["offset"])
+            # librdkafka can report a delivery without its offset (None): the value must
+            # still be in the log, but nothing can be said about where.
+            s.offset = None if e.get("offset") is None else int(e["offset"])
             if "partition" in e and int(e["partition"]) != s.partition:
                 s.partition = int(e["partition"])  # the ack is authoritative; checked below
     return sends, problems
@@ -187,12 +189,13 @@ def analyze(events: list[dict]) -> Analysis:
         if e.get("f") != "final-read":
             continue
         p = int(e["partition"])
-        entry = final.setdefault(p, {"values": {}, "complete": False, "high": None, "low": None})
+        entry = final.setdefault(p, {"values": {}, "offsets": set(), "complete": False, "high": None, "low": None})
         entry["complete"] = entry["complete"] or bool(e.get("complete"))
         entry["high"] = e.get("high", entry["high"])
         entry["low"] = e.get("low", entry["low"])
         for o, v in e.get("records", []):
             entry["values"].setdefault(v, int(o))
+            entry["offsets"].add(int(o))
             observe(p, int(o), v, "final read", True)
 
     # -- inconsistent offsets and duplicates -----------------------------------------
@@ -355,12 +358,16 @@ def analyze(events: list[dict]) -> Analysis:
         "nodes": meta.get("nodes"),
         "sends": len(sends),
         "ok": outcomes["ok"],
+        "ok_without_offset": sum(1 for s in sends.values() if s.outcome == "ok" and s.offset is None),
         "fail": outcomes["fail"],
         "info": outcomes["info"],
         "pending": outcomes["pending"],
         "polls": poll_count,
         "records_polled": records_polled,
-        "final_read": {p: {"records": len(e["values"]), "high": e["high"], "complete": e["complete"]} for p, e in sorted(final.items())},
+        "final_read": {
+            p: {"records": len(e["offsets"]), "values": len(e["values"]), "high": e["high"], "complete": e["complete"]}
+            for p, e in sorted(final.items())
+        },
         "faults": len(faults),
     }
     if outcomes["pending"]:
@@ -521,8 +528,11 @@ def report(a: Analysis, title: str = "") -> str:
         f"sends {st['sends']}: ok {st['ok']}, fail {st['fail']}, info (unknown) {st['info']}, pending {st['pending']}; "
         f"polls {st['polls']} ({st['records_polled']} records)"
     )
+    if st.get("ok_without_offset"):
+        lines.append(f"acknowledged without an offset (the client did not say where): {st['ok_without_offset']}")
     total_final = sum(v["records"] for v in st["final_read"].values())
-    lines.append(f"final read: {total_final} records in {len(st['final_read'])} partitions")
+    distinct = sum(v.get("values", v["records"]) for v in st["final_read"].values())
+    lines.append(f"final read: {total_final} records ({distinct} distinct values) in {len(st['final_read'])} partitions")
     lines.append("")
     lines.append(f"{'anomaly':<22}{'count':>8}")
     lines.append(f"{'-' * 22}{'-' * 8}")

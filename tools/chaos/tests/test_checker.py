@@ -53,6 +53,17 @@ class CleanHistory(unittest.TestCase):
         s.final(0, [(0, "b")])
         self.assertTrue(analyze(s.events).valid)
 
+    def test_an_ack_without_offset_still_must_be_in_the_log(self):
+        s = Synth()
+        s.invoke("p1", "a", 0)
+        s._add("p1", "send", "ok", value="a", partition=0, offset=None)
+        s.invoke("p1", "b", 0)
+        s._add("p1", "send", "ok", value="b", partition=0, offset=None)
+        s.final(0, [(0, "a")], high=2)
+        a = analyze(s.events)
+        self.assertEqual(a.stats["ok_without_offset"], 2)
+        self.assertEqual([c["value"] for c in only(a, "lost")], ["b"])
+
     def test_redelivery_after_a_reassignment_is_not_nonmonotonic(self):
         s = Synth()
         s.assign("c1", [0])
