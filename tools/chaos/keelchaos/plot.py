@@ -41,7 +41,8 @@ def svg(series: dict, title: str = "") -> str:
     ]
     top_y, bottom_y = HEAD, HEAD + TOP_H + GAP
 
-    # Fault windows across both panels.
+    # Fault windows across both panels; numbers where there is room for them.
+    last_label_x = -1e9
     for start, stop, kind, fid in series.get("faults", []):
         colour = COLOURS.get(kind, "#999999")
         w = max(1.5, x(stop) - x(start))
@@ -50,7 +51,9 @@ def svg(series: dict, title: str = "") -> str:
             f'fill="{colour}" fill-opacity="0.18"><title>fault {fid}: {escape(str(kind))} '
             f'{start:.1f}-{stop:.1f} s</title></rect>'
         )
-        out.append(f'<text x="{x(start) + 1:.1f}" y="{top_y - 3}" font-size="9" fill="{colour}">{fid}</text>')
+        if x(start) - last_label_x >= 6 * len(str(fid)) + 4:
+            out.append(f'<text x="{x(start) + 1:.1f}" y="{top_y - 3}" font-size="9" fill="{colour}">{fid}</text>')
+            last_label_x = x(start)
 
     # Phases of the run (final heal, settling, final read).
     for i, (t, label) in enumerate(series.get("marks", [])):
