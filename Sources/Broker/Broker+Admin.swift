@@ -239,7 +239,10 @@ extension Broker {
                 return .init(errorCode: error, name: name, isInternal: false, partitions: [])
             }
         }
-        let controller = controllerId ?? -1
+        // Every node forwards admin requests to the controller, so while the controller is unknown (an election,
+        // or this node still starting) this node names itself, as KRaft brokers name a live broker: a client that
+        // hears "-1" waits for a later metadata refresh before it sends CreateTopics at all (librdkafka: seconds).
+        let controller = controllerId ?? config.nodeId
         return EventLoopFuture.whenAllSucceed(described, on: loop).map { topics in
             MetadataResponse(brokers: brokers, clusterId: self.config.clusterId, controllerId: controller, topics: topics)
         }
