@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import logging
 import random
+import socket
+import struct
 import threading
 import time
 from dataclasses import dataclass
@@ -378,23 +380,52 @@ def create_topic(bootstrap: str, topic: str, partitions: int, replication_factor
     raise RuntimeError(f"could not create topic {topic}: {last}")
 
 
-def group_coordinator_available(bootstrap: str, timeout_s: float = 10) -> bool:
-    """Whether the broker coordinates consumer groups: DescribeGroups (after
-    FindCoordinator) answered with anything but COORDINATOR_NOT_AVAILABLE. Retried, as
-    a real coordinator may need a moment while its offsets partition starts."""
-    admin = AdminClient(with_logger({"bootstrap.servers": bootstrap, "socket.connection.setup.timeout.ms": 2000}))
+def find_coordinator(host: str, port: int, group: str, timeout_s: float = 3) -> int | None:
+    """One FindCoordinator v1 request on a raw socket: the error code, or None when the
+    node does not answer. (librdkafka's describe_consumer_groups aborts the process when
+    its coordinator lookup is retried and times out, librdkafka issue #4605, so the probe
+    does not use it.)"""
+    key = group.encode()
+    body = struct.pack(">h", len(key)) + key + struct.pack(">b", 0)
+    client = b"keelchaos-probe"
+    header = struct.pack(">hhih", 10, 1, 1, len(client)) + client
+    frame = struct.pack(">i", len(header) + len(body)) + header + body
+    try:
+        with socket.create_connection((host, port), timeout=timeout_s) as sock:
+            sock.settimeout(timeout_s)
+            sock.sendall(frame)
+            data = b""
+            while len(data) < 4:
+                chunk = sock.recv(4096)
+                if not chunk:
+                    return None
+                data += chunk
+            size = struct.unpack(">i", data[:4])[0]
+            while len(data) < 4 + size:
+                chunk = sock.recv(4096)
+                if not chunk:
+                    return None
+                data += chunk
+    except OSError:
+        return None
+    # correlation id, throttle_time_ms, error_code
+    if size < 10:
+        return None
+    return struct.unpack(">h", data[12:14])[0]
+
+
+def group_coordinator_available(bootstrap: str, timeout_s: float = 20) -> bool:
+    """Whether the cluster coordinates consumer groups: FindCoordinator answered with
+    anything but COORDINATOR_NOT_AVAILABLE (15). Retried (bounded), as the first lookup
+    makes the broker create its offsets topic, which takes a moment."""
+    addresses = [(a.rsplit(":", 1)[0], int(a.rsplit(":", 1)[1])) for a in bootstrap.split(",") if a]
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        try:
-            admin.describe_consumer_groups(["keelchaos-probe"], request_timeout=3)["keelchaos-probe"].result(5)
-            return True
-        except KafkaException as e:
-            err = e.args[0] if e.args and isinstance(e.args[0], KafkaError) else None
-            if err is not None and err.code() not in (
-                KafkaError.COORDINATOR_NOT_AVAILABLE, KafkaError._TIMED_OUT, KafkaError._TRANSPORT
-            ):
-                return True  # a coordinator answered, with something else
-        time.sleep(1)
+        for host, port in addresses:
+            code = find_coordinator(host, port, "keelchaos-probe")
+            if code is not None and code != 15:
+                return True
+        time.sleep(0.5)
     return False
 
 
