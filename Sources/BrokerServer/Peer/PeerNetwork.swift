@@ -453,7 +453,11 @@ public final class PeerNetwork: Sendable {
     /// misconfigured peer redials from a new port every few seconds).
     func report(_ error: any Error, remote: SocketAddress?) {
         let host = remote?.ipAddress ?? "?"
-        if limiter.allow("\(host) \(error)") {
+        guard limiter.allow("\(host) \(error)") else { return }
+        if error is IOError {
+            // The socket failed (the peer died or the network dropped the connection): an event, not misbehaviour.
+            logger.info("cluster connection from \(remote.map { "\($0)" } ?? "?") closed: \(error)")
+        } else {
             logger.warning("cluster connection from \(remote.map { "\($0)" } ?? "?") closed: \(error)")
         }
     }
