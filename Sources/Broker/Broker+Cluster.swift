@@ -195,7 +195,8 @@ extension Broker {
         }
         let ready = metadataWaiters.withLock { waiters -> [EventLoopPromise<Bool>] in
             var ready: [EventLoopPromise<Bool>] = []
-            for (id, waiter) in waiters.waiting where waiter.satisfied(published) {
+            for id in waiters.waiting.keys.sorted() {
+                guard let waiter = waiters.waiting[id], waiter.satisfied(published) else { continue }
                 ready.append(waiter.promise)
                 waiters.waiting[id] = nil
             }
@@ -245,7 +246,7 @@ extension Broker {
             reconciler.strayCheckDone = true
             removeStrayDirectories(keeping: Set(desired.keys))
         }
-        for group in reconciler.hosted where desired[group] == nil {
+        for group in reconciler.hosted.sorted() where desired[group] == nil {
             reconciler.hosted.remove(group)
             reconciler.removing.insert(group)
             removeReplica(group)

@@ -185,7 +185,7 @@ final class PartitionReplica: HostedReplica {
         }
         let waiters = highWatermarkWaiters
         highWatermarkWaiters.removeAll()
-        for waiting in waiters.values { waiting.succeed(()) }
+        for id in waiters.keys.sorted() { waiters[id]?.succeed(()) }
         groups?.close()
     }
 
@@ -380,7 +380,7 @@ final class PartitionReplica: HostedReplica {
         guard !highWatermarkWaiters.isEmpty else { return }
         let waiters = highWatermarkWaiters
         highWatermarkWaiters.removeAll()
-        for promise in waiters.values { promise.succeed(()) }
+        for id in waiters.keys.sorted() { waiters[id]?.succeed(()) }
     }
 
 

@@ -290,9 +290,11 @@ final class ReplicaHost: Sendable {
                 state.timer?.cancel()
                 state.timer = nil
                 let slots = state.slots
+                let order = state.order
                 state.slots = [:]
                 state.order = []
-                let futures = slots.map { self.close($0.value, group: $0.key, on: shard) }
+                // In group order, so that a simulated run replays exactly.
+                let futures = order.compactMap { group in slots[group].map { self.close($0, group: group, on: shard) } }
                 return EventLoopFuture.andAllComplete(futures, on: shard.loop)
             }
         }
