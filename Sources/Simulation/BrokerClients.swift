@@ -131,6 +131,8 @@ final class SimClients {
                 return done(nil)
             }
             frame.moveReaderIndex(forwardBy: 4)
+            world.result.mix(world.nowMs)
+            world.result.mix(frame.readableBytesView)
             do {
                 done(try KafkaResponseDecoder.decode(R.Response.self, frame: frame, version: version).body)
             } catch {

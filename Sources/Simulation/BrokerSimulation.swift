@@ -53,9 +53,9 @@ public struct BrokerSimulationOptions: Sendable {
     /// Latency of a blocking job (an fsync): 1 to this many steps.
     public var fsyncDelayStepsMax = 4
     /// Chance per step, in parts per ten thousand, that a node crashes (power loss, or a graceful stop).
-    public var crashPer10kSteps = 15
+    public var crashPer10kSteps = 30
     /// Chance per step, in parts per ten thousand, that the network splits.
-    public var partitionPer10kSteps = 25
+    public var partitionPer10kSteps = 40
 
     /// Defaults for `nodeCount` nodes.
     public init(nodeCount: Int = 3) { self.nodeCount = nodeCount }
@@ -85,8 +85,21 @@ public struct BrokerSimulationResult: Sendable {
     public var frames = 0
     /// Milliseconds from the start of the liveness phase until every producer's batches were acknowledged.
     public var msToAcknowledgeAfterHealing: Int64 = 0
+    /// FNV-1a over every frame sent (time, link, bytes) and every answer a client decoded: two runs of a seed
+    /// replay exactly when their digests agree.
+    public var digest: UInt64 = 0xcbf2_9ce4_8422_2325
     /// The broken invariant or the liveness failure, if any.
     public var failure: String?
+
+    /// Mixes bytes into the digest.
+    mutating func mix<Bytes: Sequence<UInt8>>(_ bytes: Bytes) {
+        for byte in bytes { digest = (digest ^ UInt64(byte)) &* 0x100_0000_01b3 }
+    }
+
+    /// Mixes a number into the digest.
+    mutating func mix(_ number: Int64) {
+        withUnsafeBytes(of: number.littleEndian) { mix($0) }
+    }
 }
 
 /// Runs seeds of the broker world.

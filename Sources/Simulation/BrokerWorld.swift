@@ -389,6 +389,9 @@ final class BrokerWorld: @unchecked Sendable {
         guard !blocked[from * n + to], !chance(rates.lossPercent) else { return }
         var bytes = ByteBuffer()
         ReplicationCodec.encode(frame, into: &bytes)
+        result.mix(nowMs)
+        result.mix(Int64(from * n + to))
+        result.mix(bytes.readableBytesView)
         let copies = chance(rates.duplicatePercent) ? 2 : 1
         for _ in 0..<copies {
             var due = nowMs + options.stepMs * Int64(uniform(1...rates.delayStepsMax))

@@ -79,6 +79,7 @@ struct KeelSim: ParsableCommand {
         if let seed {
             let result = BrokerSimulation.run(seed: seed, options: options, trace: trace ? { print($0) } : nil)
             reportBrokers([result], options: options, replay: replay)
+            print("digest \(String(result.digest, radix: 16)) (the same on every replay of this seed)")
             if result.failure != nil { throw ExitCode.failure }
             return
         }
