@@ -49,10 +49,22 @@ struct AcknowledgedBatch {
     var atMs: Int64
 }
 
+/// One Raft group: a partition of one incarnation of its topic (a topic deleted and created again is a new
+/// group, whose terms start again at 1), or the controller's.
+struct GroupKey: Hashable, Comparable, CustomStringConvertible {
+    var group: GroupID
+    /// The topic's uid, as the replica's directory names it (empty for the controller).
+    var uid: String
+
+    static func < (a: GroupKey, b: GroupKey) -> Bool { (a.group, a.uid) < (b.group, b.uid) }
+
+    var description: String { uid.isEmpty ? "\(group)" : "\(group) (uid \(uid))" }
+}
+
 final class SimChecks {
-    var groups: [GroupID: GroupFacts] = [:]
+    var groups: [GroupKey: GroupFacts] = [:]
     /// The commit index each node's replica of each group showed last in its current life.
-    var seenCommit: [Int: [GroupID: Int64]] = [:]
+    var seenCommit: [Int: [GroupKey: Int64]] = [:]
     var leaderCount = 0
     var acknowledged: [AcknowledgedBatch] = []
     /// What the reader saw at each offset of each partition.
@@ -61,7 +73,16 @@ final class SimChecks {
     var highWatermarks: [Int32: [(term: Term, offset: Int64, node: Int32, atMs: Int64)]] = [:]
     var producerIds: Set<Int64> = []
 
-    func facts(_ group: GroupID) -> GroupFacts {
+    /// The group a node's replica belongs to: its directory's topic uid tells the topic's incarnation (written
+    /// before the replica opens, removed only after it closed).
+    func key(of probe: ReplicaProbe, on node: BrokerNode) -> GroupKey {
+        guard probe.group != Controller.group,
+            let file = node.disk.entries["/data/\(probe.group)/topic.uid"]
+        else { return GroupKey(group: probe.group, uid: "") }
+        return GroupKey(group: probe.group, uid: String(decoding: file.data, as: UTF8.self).trimmingSuffix())
+    }
+
+    func facts(_ group: GroupKey) -> GroupFacts {
         if let known = groups[group] { return known }
         let made = GroupFacts()
         groups[group] = made
@@ -121,7 +142,7 @@ final class SimChecks {
     }
 
     func check(_ probe: ReplicaProbe, on node: BrokerNode, world: BrokerWorld) throws(InvariantViolation) {
-        let group = probe.group
+        let group = key(of: probe, on: node)
         if let failure = probe.failure {
             throw InvariantViolation(message: "n\(node.id): the replica of \(group) stopped: \(failure)")
         }
@@ -158,7 +179,7 @@ final class SimChecks {
             throw InvariantViolation(message: "\(group): n\(node.id) commit index moved back from \(previous) to \(commit)")
         }
         if commit > previous {
-            try register(probe, from: previous + 1, through: commit, node: node, facts: facts)
+            try register(probe, group, from: previous + 1, through: commit, node: node, facts: facts)
             seenCommit[node.index, default: [:]][group] = commit
         }
         // The batch at the commit index keeps its term.
@@ -172,20 +193,21 @@ final class SimChecks {
     }
 
     /// Reads the batches a replica newly commits and checks them against every replica's earlier commits.
-    func register(_ probe: ReplicaProbe, from: Int64, through commit: Int64, node: BrokerNode, facts: GroupFacts)
-        throws(InvariantViolation)
-    {
+    func register(
+        _ probe: ReplicaProbe, _ group: GroupKey, from: Int64, through commit: Int64, node: BrokerNode,
+        facts: GroupFacts
+    ) throws(InvariantViolation) {
         var next = Offset(from)
         while next.value <= commit {
             let read: VerifiedRead
             do throws(LogError) {
                 read = try probe.log.readVerified(from: next, maxBytes: 1 << 20, upTo: Offset(commit + 1))
             } catch {
-                throw InvariantViolation(message: "\(probe.group): n\(node.id) cannot read its committed \(next): \(error)")
+                throw InvariantViolation(message: "\(group): n\(node.id) cannot read its committed \(next): \(error)")
             }
             guard read.batchCount > 0, read.nextOffset > next else {
                 throw InvariantViolation(
-                    message: "\(probe.group): n\(node.id) has no batch at \(next) below its commit index \(commit)")
+                    message: "\(group): n\(node.id) has no batch at \(next) below its commit index \(commit)")
             }
             var index = read.bytes.readerIndex
             while index < read.bytes.writerIndex {
@@ -193,14 +215,14 @@ final class SimChecks {
                 do throws(RecordBatchError) {
                     header = try RecordBatchHeader.read(from: read.bytes, at: index)
                 } catch {
-                    throw InvariantViolation(message: "\(probe.group): n\(node.id) holds a bad batch: \(error)")
+                    throw InvariantViolation(message: "\(group): n\(node.id) holds a bad batch: \(error)")
                 }
                 let fact = BatchFact(header)
                 for offset in max(fact.base, from)...fact.last {
                     if let known = facts.committed[offset] {
                         guard known == fact else {
                             throw InvariantViolation(
-                                message: "\(probe.group): committed offset \(offset) changed: n\(node.id) commits "
+                                message: "\(group): committed offset \(offset) changed: n\(node.id) commits "
                                     + "\(fact), before it was \(known)")
                         }
                     } else {
@@ -246,6 +268,7 @@ final class SimChecks {
         guard metadata.allSatisfy({ $0 == metadata[0] }), metadata[0].topic(BrokerWorld.topic) != nil else {
             return false
         }
+        guard (try? checkDirectories(world, metadata[0])) != nil else { return false }
         for (group, replicas) in expectedGroups(world) {
             let found = probes(of: group, world)
             guard found.map({ $0.node.id }) == replicas.sorted(),
@@ -262,7 +285,15 @@ final class SimChecks {
     }
 
     func describeGroups(_ world: BrokerWorld) -> String {
-        expectedGroups(world).map { group, _ in
+        var directories = ""
+        if let metadata = world.nodes.first?.life?.broker.appliedMetadata {
+            do throws(InvariantViolation) {
+                try checkDirectories(world, metadata)
+            } catch {
+                directories = error.message + "; "
+            }
+        }
+        return directories + expectedGroups(world).map { group, _ in
             let replicas = probes(of: group, world).map { node, probe in
                 "n\(node.id) \(probe.isLeader ? "leader" : "follower of \(probe.leader.map { "n\($0)" } ?? "none")") "
                     + "t\(probe.term) commit \(probe.commitIndex) end \(probe.log.logEndOffset)"
@@ -283,6 +314,7 @@ final class SimChecks {
         guard metadata.nodeIds == world.nodes.map(\.id) else {
             throw InvariantViolation(message: "registered nodes \(metadata.nodeIds)")
         }
+        try checkDirectories(world, metadata)
         for partition in 0..<world.options.partitionCount {
             let group = GroupID(topic: BrokerWorld.topic, partition: partition)
             let acks = acknowledged.filter { $0.partition == partition }
@@ -308,6 +340,40 @@ final class SimChecks {
                             message: "\(group): the reader saw \(value) at \(offset); n\(node.id) holds "
                                 + "\(values[offset] ?? "nothing") there")
                     }
+                }
+            }
+        }
+    }
+
+    /// Every node hosts exactly the replicas the metadata assigns it, and its data directory holds exactly their
+    /// directories (none left behind by a deleted topic), each naming its topic's incarnation.
+    func checkDirectories(_ world: BrokerWorld, _ metadata: ClusterMetadataState) throws(InvariantViolation) {
+        let expected = expectedGroups(world)
+        for node in world.nodes {
+            let wanted = expected.filter { $0.replicas.contains(node.id) }.map(\.group)
+            let hosted = node.life?.broker.probeReplicas().map(\.group) ?? []
+            guard hosted == wanted.sorted() else {
+                throw InvariantViolation(message: "n\(node.id) hosts \(hosted), the metadata assigns it \(wanted.sorted())")
+            }
+            let prefix = "/data/"
+            var found = Set<String>()
+            for path in node.disk.entries.keys.sorted() where path.hasPrefix(prefix) {
+                let rest = path.dropFirst(prefix.count)
+                guard let slash = rest.firstIndex(of: "/") else { continue }
+                found.insert(String(rest[..<slash]))
+            }
+            let names = Set(wanted.map(\.description))
+            guard found == names else {
+                throw InvariantViolation(
+                    message: "n\(node.id)'s data directory holds \(found.sorted()), it hosts \(names.sorted())")
+            }
+            for group in wanted where group != Controller.group {
+                guard let topic = metadata.topic(group.topic) else { continue }
+                let path = "\(prefix)\(group)/topic.uid"
+                let identity = node.disk.entries[path].map { String(decoding: $0.data, as: UTF8.self) }
+                guard identity == "\(topic.uid)\n" else {
+                    throw InvariantViolation(
+                        message: "n\(node.id): \(path) says \(identity ?? "nothing"), the topic's uid is \(topic.uid)")
                 }
             }
         }
@@ -347,5 +413,14 @@ final class SimChecks {
             next = read.nextOffset
         }
         return (values, counts)
+    }
+}
+
+extension String {
+    /// Without trailing newlines.
+    func trimmingSuffix() -> String {
+        var copy = self
+        while copy.last == "\n" { copy.removeLast() }
+        return copy
     }
 }

@@ -37,6 +37,8 @@ final class SimStream {
 /// An idempotent producer.
 final class SimProducer {
     let index: Int
+    /// Bumped when the producer starts over with a new id (its values stay unique).
+    var generation = 0
     var producerId: Int64?
     var idInFlight = false
     var idRetryAtMs: Int64 = 0
@@ -73,6 +75,13 @@ final class SimClients {
     var producers: [SimProducer]
     var readers: [SimReader]
     var healed = false
+    /// The scratch topic the admin creates and deletes over and over (replica directories come and go).
+    var scratchWanted = false
+    /// True once the controller confirmed `scratchWanted`.
+    var scratchSettled = true
+    var scratchInFlight = false
+    var scratchAtMs: Int64 = 2_000
+    var scratchChanges = 0
 
     init(world: BrokerWorld) {
         self.world = world
@@ -165,6 +174,7 @@ final class SimClients {
 
     func step() {
         stepAdmin()
+        stepScratch()
         stepMetadata()
         for producer in producers { stepProducer(producer) }
         for reader in readers { stepReader(reader) }
@@ -180,7 +190,7 @@ final class SimClients {
     /// True once every producer has an id and, since the healing, one more batch acknowledged per partition,
     /// with nothing pending.
     var allAcknowledged: Bool {
-        producers.allSatisfy { producer in
+        scratchSettled && producers.allSatisfy { producer in
             producer.producerId != nil
                 && producer.streams.allSatisfy { $0.batch == nil && $0.written > ($0.writtenAtHealing ?? Int.max) }
         }
@@ -189,6 +199,7 @@ final class SimClients {
     var pendingDescription: String {
         var parts: [String] = []
         if !topicCreated { parts.append("topic not created") }
+        if !scratchSettled { parts.append("\(BrokerWorld.scratchTopic) not yet \(scratchWanted ? "created" : "deleted")") }
         for producer in producers {
             guard producer.producerId != nil else {
                 parts.append("producer \(producer.index) has no id")
@@ -230,6 +241,69 @@ final class SimClients {
                 self.createRetryAtMs = self.nowMs + 200
             }
         }
+    }
+
+    /// Every few seconds of the faulty phase the admin flips the scratch topic: creates it (and writes a batch to
+    /// it) or deletes it, retrying until the controller says it is done. It stays as it is after the healing.
+    func stepScratch() {
+        guard topicCreated, !scratchInFlight, nowMs >= scratchAtMs, let node = randomLiveNode() else { return }
+        if scratchSettled {
+            guard !healed else { return }
+            scratchWanted.toggle()
+            scratchSettled = false
+        }
+        scratchInFlight = true
+        let name = BrokerWorld.scratchTopic
+        let retry: (String) -> Void = { outcome in
+            self.scratchInFlight = false
+            self.world.log("admin: \(name) \(outcome)")
+            self.scratchAtMs = self.nowMs + 200
+        }
+        let settled: (String) -> Void = { outcome in
+            self.scratchInFlight = false
+            self.scratchSettled = true
+            self.scratchChanges += 1
+            self.world.log("admin: \(name) \(outcome)")
+            self.scratchAtMs = self.nowMs + Int64(self.world.uniform(1_000...4_000))
+        }
+        if scratchWanted {
+            world.log("admin: CreateTopics \(name) to n\(node.id)")
+            let request = CreateTopicsRequest(
+                topics: [.init(name: name, numPartitions: 1, replicationFactor: 3, assignments: [], configs: [])],
+                timeoutMs: 3_000, validateOnly: false)
+            send(request, version: 3, to: node, { .createTopics($0) }) { answer in
+                let code = answer?.topics.first?.errorCode
+                if code == ErrorCode.none || code == .topicAlreadyExists {
+                    settled("created (\(code!))")
+                    self.writeScratch(to: node)
+                } else {
+                    retry("creation answered \(code.map { "\($0)" } ?? "nothing")")
+                }
+            }
+        } else {
+            world.log("admin: DeleteTopics \(name) to n\(node.id)")
+            send(DeleteTopicsRequest(topicNames: [name], timeoutMs: 3_000), version: 1, to: node, { .deleteTopics($0) }) {
+                answer in
+                let code = answer?.responses.first?.errorCode
+                if code == ErrorCode.none || code == .unknownTopicOrPartition {
+                    settled("deleted (\(code!))")
+                } else {
+                    retry("deletion answered \(code.map { "\($0)" } ?? "nothing")")
+                }
+            }
+        }
+    }
+
+    /// One plain acks=1 batch to the scratch topic, on whichever node answers (so that its directories hold data
+    /// when it is deleted); nothing is checked of it.
+    func writeScratch(to node: BrokerNode) {
+        var builder = RecordBatchBuilder(baseTimestamp: SimClock.epochMs + nowMs)
+        builder.append(timestamp: SimClock.epochMs + nowMs, key: nil, value: ByteBuffer(string: "scratch"))
+        guard let bytes = try? builder.build() else { return }
+        let request = ProduceRequest(
+            transactionalId: nil, acks: 1, timeoutMs: 1_000,
+            topicData: [.init(name: BrokerWorld.scratchTopic, partitionData: [.init(index: 0, records: bytes)])])
+        send(request, version: 7, to: node, { .produce($0) }) { _ in }
     }
 
     func stepMetadata() {
@@ -278,6 +352,15 @@ final class SimClients {
             return
         }
         guard topicCreated else { return }
+        // Now and then a producer starts over as a new one (a restarted application): a new id, sequences from
+        // 0; ids come from blocks that nodes reserve from the controller, and must never repeat.
+        if !healed, producer.streams.allSatisfy({ $0.batch == nil }), world.chance(per10k: 20) {
+            world.log("producer \(producer.index): starts over with a new id")
+            producer.producerId = nil
+            producer.generation += 1
+            for stream in producer.streams { stream.nextSequence = 0 }
+            return
+        }
         for stream in producer.streams where !stream.inFlight && nowMs >= stream.retryAtMs {
             if stream.batch == nil {
                 let quota = healed ? (stream.writtenAtHealing ?? 0) + 1 : world.options.batchesPerPartitionMax
@@ -295,7 +378,9 @@ final class SimClients {
 
     func makeBatch(_ producer: SimProducer, _ stream: SimStream, producerId: Int64) -> SimBatch? {
         let count = world.uniform(1...3)
-        let values = (0..<count).map { "p\(producer.index).\(stream.partition).\(Int(stream.nextSequence) + $0)" }
+        let values = (0..<count).map {
+            "p\(producer.index).\(producer.generation).\(stream.partition).\(Int(stream.nextSequence) + $0)"
+        }
         var builder = RecordBatchBuilder(baseTimestamp: SimClock.epochMs + nowMs)
         for value in values {
             builder.append(timestamp: SimClock.epochMs + nowMs, key: nil, value: ByteBuffer(string: value))

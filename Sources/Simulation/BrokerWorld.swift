@@ -42,7 +42,9 @@ final class SimDiskIO: FileIO, @unchecked Sendable {
         let prefix = directory + "/"
         for name in disk.entries.keys.sorted() where name.hasPrefix(prefix) { disk.entries[name] = nil }
         for name in disk.durableEntries.keys.sorted() where name.hasPrefix(prefix) { disk.durableEntries[name] = nil }
-        disk.directories.remove(directory)
+        for name in disk.directories.sorted() where name == directory || name.hasPrefix(prefix) {
+            disk.directories.remove(name)
+        }
     }
 }
 
@@ -191,6 +193,7 @@ struct SimRates {
 /// The broker world of one seed.
 final class BrokerWorld: @unchecked Sendable {
     static let topic = "events"
+    static let scratchTopic = "scratch"
 
     let seed: UInt64
     let options: BrokerSimulationOptions
