@@ -50,6 +50,23 @@ final class SimProducer {
     }
 }
 
+/// A consumer that commits its offsets in a group (as a standalone consumer: generation -1, no member id) and
+/// reads them back: an acknowledged commit must never be forgotten, whichever node coordinates the group.
+final class SimCommitter {
+    static let group = "g"
+    var coordinator: Int32?
+    var findInFlight = false
+    var commitInFlight = false
+    var fetchInFlight = false
+    var nextAtMs: Int64 = 0
+    /// The next offset to commit (the committer commits 1, 2, 3, ... to partition 0 of the topic).
+    var next: Int64 = 1
+    /// The highest commit acknowledged.
+    var acknowledged: Int64 = -1
+    /// Commits acknowledged in the liveness phase.
+    var acknowledgedSinceHealing = 0
+}
+
 /// A reader of one partition: fetches from its position on the leader, and asks for the high watermark.
 final class SimReader {
     let partition: Int32
@@ -82,12 +99,15 @@ final class SimClients {
     var scratchInFlight = false
     var scratchAtMs: Int64 = 2_000
     var scratchChanges = 0
+    /// Runs in some seeds only: its `__consumer_offsets` topic adds 16 groups.
+    var committer: SimCommitter?
 
     init(world: BrokerWorld) {
         self.world = world
         let partitions = world.options.partitionCount
         producers = (0..<world.options.producerCount).map { SimProducer(index: $0, partitions: partitions) }
         readers = (0..<partitions).map { SimReader(partition: $0) }
+        if world.chance(world.options.consumerGroupPercent) { committer = SimCommitter() }
     }
 
     var topic: String { BrokerWorld.topic }
@@ -178,6 +198,7 @@ final class SimClients {
         stepMetadata()
         for producer in producers { stepProducer(producer) }
         for reader in readers { stepReader(reader) }
+        if let committer { stepCommitter(committer) }
     }
 
     func livenessStarted() {
@@ -190,7 +211,7 @@ final class SimClients {
     /// True once every producer has an id and, since the healing, one more batch acknowledged per partition,
     /// with nothing pending.
     var allAcknowledged: Bool {
-        scratchSettled && producers.allSatisfy { producer in
+        scratchSettled && (committer?.acknowledgedSinceHealing ?? 1) > 0 && producers.allSatisfy { producer in
             producer.producerId != nil
                 && producer.streams.allSatisfy { $0.batch == nil && $0.written > ($0.writtenAtHealing ?? Int.max) }
         }
@@ -199,6 +220,9 @@ final class SimClients {
     var pendingDescription: String {
         var parts: [String] = []
         if !topicCreated { parts.append("topic not created") }
+        if let committer, committer.acknowledgedSinceHealing == 0 {
+            parts.append("no offset commit acknowledged since healing (coordinator \(committer.coordinator.map { "n\($0)" } ?? "unknown"))")
+        }
         if !scratchSettled { parts.append("\(BrokerWorld.scratchTopic) not yet \(scratchWanted ? "created" : "deleted")") }
         for producer in producers {
             guard producer.producerId != nil else {
@@ -441,6 +465,76 @@ final class SimClients {
                 self.world.fail(
                     "producer \(producer.index) (id \(producer.producerId ?? -1)): partition \(partition) batch seq "
                         + "\(batch.sequence) (attempt \(batch.attempts)) answered \(result.errorCode) by n\(node.id)")
+            }
+        }
+    }
+
+    // MARK: The committer
+
+    func stepCommitter(_ committer: SimCommitter) {
+        guard topicCreated, !committer.findInFlight, !committer.commitInFlight, !committer.fetchInFlight,
+            nowMs >= committer.nextAtMs
+        else { return }
+        let group = SimCommitter.group
+        let rediscover = {
+            committer.coordinator = nil
+            committer.nextAtMs = self.nowMs + 100
+        }
+        guard let id = committer.coordinator, world.nodes[Int(id) - 1].isUp else {
+            guard let node = randomLiveNode() else { return }
+            committer.findInFlight = true
+            send(FindCoordinatorRequest(key: group, keyType: 0), version: 1, to: node, { .findCoordinator($0) }) {
+                answer in
+                committer.findInFlight = false
+                committer.nextAtMs = self.nowMs + 100
+                guard let answer, answer.errorCode == .none, answer.nodeId >= 1,
+                    Int(answer.nodeId) <= self.world.nodes.count
+                else { return }
+                committer.coordinator = answer.nodeId
+            }
+            return
+        }
+        let node = world.nodes[Int(id) - 1]
+        if world.chance(50) {
+            let offset = committer.next
+            committer.next += 1
+            committer.commitInFlight = true
+            let request = OffsetCommitRequest(
+                groupId: group, generationId: -1, memberId: "", retentionTimeMs: -1,
+                topics: [.init(name: topic, partitions: [.init(partitionIndex: 0, committedOffset: offset, committedMetadata: nil)])])
+            send(request, version: 3, to: node, { .offsetCommit($0) }) { answer in
+                committer.commitInFlight = false
+                committer.nextAtMs = self.nowMs + Int64(self.world.uniform(50...300))
+                guard let answer else { return rediscover() }
+                let code = answer.topics.first?.partitions.first?.errorCode
+                self.world.log("committer: offset \(offset) answered \(code.map { "\($0)" } ?? "nothing") by n\(id)")
+                switch code {
+                case .none?:
+                    committer.acknowledged = max(committer.acknowledged, offset)
+                    if self.healed { committer.acknowledgedSinceHealing += 1 }
+                case .notCoordinator?, .coordinatorNotAvailable?, .coordinatorLoadInProgress?, .requestTimedOut?,
+                    .notLeaderOrFollower?:
+                    rediscover()
+                default:
+                    self.world.fail("committer: offset \(offset) answered \(code.map { "\($0)" } ?? "nothing") by n\(id)")
+                }
+            }
+        } else {
+            let floor = committer.acknowledged
+            committer.fetchInFlight = true
+            let request = OffsetFetchRequest(groupId: group, topics: [.init(name: topic, partitionIndexes: [0])])
+            send(request, version: 3, to: node, { .offsetFetch($0) }) { answer in
+                committer.fetchInFlight = false
+                committer.nextAtMs = self.nowMs + Int64(self.world.uniform(50...300))
+                guard let answer else { return rediscover() }
+                guard answer.errorCode == .none, let found = answer.topics.first?.partitions.first,
+                    found.errorCode == .none
+                else { return rediscover() }
+                if found.committedOffset < floor {
+                    self.world.fail(
+                        "OffsetFetch from n\(id), the coordinator, answered \(found.committedOffset), but commit "
+                            + "\(floor) was acknowledged")
+                }
             }
         }
     }

@@ -54,6 +54,9 @@ public struct BrokerSimulationOptions: Sendable {
     public var fsyncDelayStepsMax = 4
     /// Chance per step, in parts per ten thousand, that a node crashes (power loss, or a graceful stop).
     public var crashPer10kSteps = 30
+    /// Chance (percent) per seed that a consumer commits offsets in a group (its `__consumer_offsets` topic of 16
+    /// partitions makes the run slower).
+    public var consumerGroupPercent = 25
     /// Chance per step, in parts per ten thousand, that the network splits.
     public var partitionPer10kSteps = 40
 
