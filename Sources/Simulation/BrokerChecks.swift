@@ -39,6 +39,8 @@ final class GroupFacts {
     var committed: [Int64: BatchFact] = [:]
     /// Every committed batch by its last offset, with the term of the first replica seen to commit it.
     var batches: [Int64: (fact: BatchFact, observedTerm: Term)] = [:]
+    /// Log matching: every batch seen at the end of some replica's log, committed or not, by last offset and term.
+    var tails: [Int64: [Int32: BatchFact]] = [:]
 }
 
 /// A record a producer had acknowledged.
@@ -65,6 +67,8 @@ final class SimChecks {
     var groups: [GroupKey: GroupFacts] = [:]
     /// The commit index each node's replica of each group showed last in its current life.
     var seenCommit: [Int: [GroupKey: Int64]] = [:]
+    /// The log end each node's replica of each group showed last, to read its last batch only when it moved.
+    var seenEnd: [Int: [GroupKey: Int64]] = [:]
     var leaderCount = 0
     var acknowledged: [AcknowledgedBatch] = []
     /// What the reader saw at each offset of each partition.
@@ -89,7 +93,10 @@ final class SimChecks {
         return made
     }
 
-    func nodeStarted(_ node: BrokerNode) { seenCommit[node.index] = [:] }
+    func nodeStarted(_ node: BrokerNode) {
+        seenCommit[node.index] = [:]
+        seenEnd[node.index] = [:]
+    }
 
     // MARK: Client events
 
@@ -171,6 +178,10 @@ final class SimChecks {
         }
         let commit = probe.commitIndex.value
         let last = probe.log.logEndOffset.value - 1
+        if seenEnd[node.index]?[group] != last {
+            seenEnd[node.index, default: [:]][group] = last
+            if last >= probe.log.logStartOffset.value { try checkTail(probe, group, last: last, node: node, facts: facts) }
+        }
         guard commit <= last else {
             throw InvariantViolation(message: "\(group): n\(node.id) commits \(commit) beyond its last offset \(last)")
         }
@@ -189,6 +200,33 @@ final class SimChecks {
             throw InvariantViolation(
                 message: "\(group): n\(node.id) holds term \(probe.reader.term(at: probe.commitIndex).map { "\($0)" } ?? "none") "
                     + "at its commit index \(commit), where \(fact) was committed")
+        }
+    }
+
+    /// Log matching: the batch at the end of a replica's log is the same as every other batch with the same last
+    /// offset and term, on any replica, committed or not.
+    func checkTail(_ probe: ReplicaProbe, _ group: GroupKey, last: Int64, node: BrokerNode, facts: GroupFacts)
+        throws(InvariantViolation)
+    {
+        let header: RecordBatchHeader
+        do {
+            let read = try probe.log.readVerified(from: Offset(last), maxBytes: 1)
+            header = try RecordBatchHeader.read(from: read.bytes, at: read.bytes.readerIndex)
+        } catch {
+            throw InvariantViolation(message: "\(group): n\(node.id) cannot read its last batch at \(last): \(error)")
+        }
+        let fact = BatchFact(header)
+        guard fact.last == last else {
+            throw InvariantViolation(message: "\(group): n\(node.id)'s last batch \(fact) does not end at \(last)")
+        }
+        if let known = facts.tails[last]?[fact.epoch] {
+            guard known == fact else {
+                throw InvariantViolation(
+                    message: "\(group): log matching: n\(node.id) holds \(fact), elsewhere the batch ending there in "
+                        + "that term was \(known)")
+            }
+        } else {
+            facts.tails[last, default: [:]][fact.epoch] = fact
         }
     }
 

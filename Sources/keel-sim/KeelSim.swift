@@ -103,7 +103,8 @@ struct KeelSim: ParsableCommand {
                 + "(records \(results.reduce(0) { $0 + $1.acknowledgedRecords })), "
                 + "records read \(results.reduce(0) { $0 + $1.recordsRead }), frames \(results.reduce(0) { $0 + $1.frames }), "
                 + "max ms to acknowledge after healing \(results.map(\.msToAcknowledgeAfterHealing).max() ?? 0), "
-                + "failures \(failures.count)")
+                + "failures \(failures.count), digest "
+                + String(results.reduce(UInt64(0)) { ($0 &* 31) ^ $1.digest }, radix: 16))
         for failure in failures.prefix(10) {
             print("FAILED seed \(failure.seed): \(failure.failure ?? "")")
             print("  replay: \(replay) --seed \(failure.seed) --trace")
