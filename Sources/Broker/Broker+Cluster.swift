@@ -53,6 +53,8 @@ struct ProducerIdPool {
 final class Reconciler {
     /// Open, or being opened.
     var hosted: Set<GroupID> = []
+    /// The topic uid each hosted replica was opened for.
+    var hostedUid: [GroupID: Int64] = [:]
     /// Being closed and removed.
     var removing: Set<GroupID> = []
     /// Directories of deleted topics were looked for (once, after catching up).
@@ -246,14 +248,18 @@ extension Broker {
             reconciler.strayCheckDone = true
             removeStrayDirectories(keeping: Set(desired.keys))
         }
-        for group in reconciler.hosted.sorted() where desired[group] == nil {
+        // A replica whose topic was deleted, or deleted and created again (a node that was away applies both
+        // records at once: the uid tells), is closed and its directory removed; the new one opens afterwards.
+        for group in reconciler.hosted.sorted() where desired[group]?.uid != reconciler.hostedUid[group] {
             reconciler.hosted.remove(group)
+            reconciler.hostedUid[group] = nil
             reconciler.removing.insert(group)
             removeReplica(group)
         }
         for (group, wanted) in desired.sorted(by: { $0.key < $1.key })
         where !reconciler.hosted.contains(group) && !reconciler.removing.contains(group) {
             reconciler.hosted.insert(group)
+            reconciler.hostedUid[group] = wanted.uid
             openReplica(group, replicas: wanted.replicas, uid: wanted.uid)
         }
     }
@@ -282,7 +288,7 @@ extension Broker {
                 }
             }
         }
-        host.addGroup(group, voters: voters, campaign: voters.count == 1) { context in
+        host.addGroup(group, voters: voters, campaign: voters.count == 1, incarnation: uid) { context in
             try PartitionDirectoryIdentity.prepare(directory, uid: uid, io: io, logger: logger)
             let groups =
                 group.topic == OffsetsTopic.name
@@ -305,6 +311,7 @@ extension Broker {
             if case .failure(let error) = result {
                 self.logger.error("cannot open the replica of \(group): \(error)")
                 self.reconciler.value.hosted.remove(group)
+                self.reconciler.value.hostedUid[group] = nil
             }
         }
     }
