@@ -246,7 +246,7 @@ extension Broker {
         }
         if !reconciler.strayCheckDone {
             reconciler.strayCheckDone = true
-            removeStrayDirectories(keeping: Set(desired.keys))
+            removeStrayDirectories()
         }
         // A replica whose topic was deleted, or deleted and created again (a node that was away applies both
         // records at once: the uid tells), is closed and its directory removed; the new one opens afterwards.
@@ -338,31 +338,52 @@ extension Broker {
 
     /// Partition directories of topics deleted while this node was down (or whose deletion was interrupted) are
     /// removed once the node has caught up, so that a topic created again later starts empty.
-    func removeStrayDirectories(keeping: Set<GroupID>) {
+    ///
+    /// The directory is listed on the blocking pool, but which names are strays is decided back on the home
+    /// loop against the reconciler as it is then: a topic created while the listing ran has its replicas open
+    /// (or opening) by then, and their directories must stay. Each stray is marked as being removed, so that
+    /// reconcile opens no replica in it until it is gone (found by the broker simulation, seed 312: a replica
+    /// opened between the catch-up and the listing lost its directory).
+    func removeStrayDirectories() {
         let io = environment.fileIO
         let remove = environment.removeDirectory
         let root = config.dataDirectory
         let logger = self.logger
-        let keep = Set(keeping.map { $0.description } + [Controller.group.description])
+        let me = config.nodeId
         environment.blocking.run(on: homeLoop) { () -> [String] in
-            var removed: [String] = []
-            let names: [String]
             do throws(FileIOError) {
-                names = try io.listDirectory(root)
+                return try io.listDirectory(root)
             } catch {
                 return []
             }
-            for name in names where !keep.contains(name) && PartitionDirectoryIdentity.looksLikePartition(name) {
-                do {
-                    try remove(root + "/" + name)
-                    removed.append(name)
-                } catch {
-                    logger.error("removing stray partition directory \(name) failed: \(error)")
-                }
+        }.whenSuccess { names in
+            let reconciler = self.reconciler.value
+            let assigned = Set(reconciler.latest.partitions(on: me).map { GroupID(topic: $0.topic, partition: $0.partition) })
+            let strays = names.compactMap(PartitionDirectoryIdentity.group(named:)).filter { group in
+                group != Controller.group && !assigned.contains(group) && !reconciler.hosted.contains(group)
+                    && !reconciler.removing.contains(group)
             }
-            return removed
-        }.whenSuccess { removed in
-            for name in removed { logger.notice("removed \(name): its topic no longer exists") }
+            guard !strays.isEmpty else { return }
+            for group in strays { reconciler.removing.insert(group) }
+            self.environment.blocking.run(on: self.homeLoop) { () -> [GroupID] in
+                var removed: [GroupID] = []
+                for group in strays {
+                    do {
+                        try remove(root + "/" + group.description)
+                        removed.append(group)
+                    } catch {
+                        logger.error("removing stray partition directory \(group) failed: \(error)")
+                    }
+                }
+                return removed
+            }.whenComplete { result in
+                if case .success(let removed) = result {
+                    for group in removed { logger.notice("removed \(group): its topic no longer exists") }
+                }
+                for group in strays { reconciler.removing.remove(group) }
+                // A topic of one of these names may have been created meanwhile.
+                self.reconcile(reconciler.latest)
+            }
         }
     }
 
@@ -553,6 +574,14 @@ extension Broker {
 /// metadata): a directory left behind by a deleted topic of the same name is wiped before a new replica uses it.
 enum PartitionDirectoryIdentity {
     static let fileName = "topic.uid"
+
+    /// The group a directory named `<topic>-<partition>` belongs to, or nil for any other name.
+    static func group(named name: String) -> GroupID? {
+        guard looksLikePartition(name), let dash = name.lastIndex(of: "-"),
+            let partition = Int32(name[name.index(after: dash)...])
+        else { return nil }
+        return GroupID(topic: String(name[..<dash]), partition: partition)
+    }
 
     /// True for names of the form `<topic>-<partition>`.
     static func looksLikePartition(_ name: String) -> Bool {
