@@ -358,7 +358,8 @@ extension Broker {
             }
         }.whenSuccess { names in
             let reconciler = self.reconciler.value
-            let assigned = Set(reconciler.latest.partitions(on: me).map { GroupID(topic: $0.topic, partition: $0.partition) })
+            let assigned = Set(
+                reconciler.latest.partitions(on: me).map { GroupID(topic: $0.topic, partition: $0.partition) })
             let strays = names.compactMap(PartitionDirectoryIdentity.group(named:)).filter { group in
                 group != Controller.group && !assigned.contains(group) && !reconciler.hosted.contains(group)
                     && !reconciler.removing.contains(group)

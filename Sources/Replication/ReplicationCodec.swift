@@ -242,7 +242,8 @@ public enum ReplicationCodec {
             let kind = try readKind(&body)
             return .message(
                 ReplicationMessage(
-                    group: group, incarnation: incarnation, message: Message(from: from, to: to, term: term, kind: kind)))
+                    group: group, incarnation: incarnation,
+                    message: Message(from: from, to: to, term: term, kind: kind)))
         case 2:
             let from = NodeID(try read(UInt64.self, &body))
             let to = NodeID(try read(UInt64.self, &body))

@@ -105,7 +105,8 @@ final class SimChecks {
     }
 
     func acknowledged(partition: Int32, baseOffset: Int64, values: [String], world: BrokerWorld) {
-        acknowledged.append(AcknowledgedBatch(partition: partition, baseOffset: baseOffset, values: values, atMs: world.nowMs))
+        acknowledged.append(
+            AcknowledgedBatch(partition: partition, baseOffset: baseOffset, values: values, atMs: world.nowMs))
         world.result.acknowledgedBatches += 1
         world.result.acknowledgedRecords += values.count
     }
@@ -130,7 +131,8 @@ final class SimChecks {
         if let higher = highWatermarks[partition, default: []].first(where: { $0.term <= term && $0.offset > offset }) {
             world.fail(
                 "ListOffsets of partition \(partition): n\(node.id), leader of term \(term), answered high watermark "
-                    + "\(offset), below the \(higher.offset) that n\(higher.node), leader of term \(higher.term), answered at "
+                    + "\(offset), below the \(higher.offset) that n\(higher.node), leader of term \(higher.term), "
+                    + "answered at "
                     + "t=\(higher.atMs)")
             return
         }
@@ -180,14 +182,17 @@ final class SimChecks {
         let last = probe.log.logEndOffset.value - 1
         if seenEnd[node.index]?[group] != last {
             seenEnd[node.index, default: [:]][group] = last
-            if last >= probe.log.logStartOffset.value { try checkTail(probe, group, last: last, node: node, facts: facts) }
+            if last >= probe.log.logStartOffset.value {
+                try checkTail(probe, group, last: last, node: node, facts: facts)
+            }
         }
         guard commit <= last else {
             throw InvariantViolation(message: "\(group): n\(node.id) commits \(commit) beyond its last offset \(last)")
         }
         let previous = seenCommit[node.index]?[group] ?? (probe.log.logStartOffset.value - 1)
         guard commit >= previous else {
-            throw InvariantViolation(message: "\(group): n\(node.id) commit index moved back from \(previous) to \(commit)")
+            throw InvariantViolation(
+                message: "\(group): n\(node.id) commit index moved back from \(previous) to \(commit)")
         }
         if commit > previous {
             try register(probe, group, from: previous + 1, through: commit, node: node, facts: facts)
@@ -198,7 +203,9 @@ final class SimChecks {
             probe.reader.term(at: probe.commitIndex) != fact.term
         {
             throw InvariantViolation(
-                message: "\(group): n\(node.id) holds term \(probe.reader.term(at: probe.commitIndex).map { "\($0)" } ?? "none") "
+                message:
+                    "\(group): n\(node.id) holds term "
+                    + "\(probe.reader.term(at: probe.commitIndex).map { "\($0)" } ?? "none") "
                     + "at its commit index \(commit), where \(fact) was committed")
         }
     }
@@ -280,7 +287,9 @@ final class SimChecks {
     /// each partition's on its replicas.
     func expectedGroups(_ world: BrokerWorld) -> [(group: GroupID, replicas: [Int32])] {
         var expected: [(GroupID, [Int32])] = [(Controller.group, world.nodes.map(\.id))]
-        guard let metadata = world.nodes.first(where: { $0.isUp })?.life?.broker.appliedMetadata else { return expected }
+        guard let metadata = world.nodes.first(where: { $0.isUp })?.life?.broker.appliedMetadata else {
+            return expected
+        }
         for name in metadata.topicNames {
             guard let topic = metadata.topic(name) else { continue }
             for (partition, replicas) in topic.assignment.enumerated() {
@@ -331,13 +340,15 @@ final class SimChecks {
                 directories = error.message + "; "
             }
         }
-        return directories + expectedGroups(world).map { group, _ in
-            let replicas = probes(of: group, world).map { node, probe in
-                "n\(node.id) \(probe.isLeader ? "leader" : "follower of \(probe.leader.map { "n\($0)" } ?? "none")") "
-                    + "t\(probe.term) commit \(probe.commitIndex) end \(probe.log.logEndOffset)"
-            }
-            return "\(group): " + replicas.joined(separator: ", ")
-        }.joined(separator: "; ")
+        return directories
+            + expectedGroups(world).map { group, _ in
+                let replicas = probes(of: group, world).map { node, probe in
+                    "n\(node.id) "
+                        + (probe.isLeader ? "leader " : "follower of \(probe.leader.map { "n\($0)" } ?? "none") ")
+                        + "t\(probe.term) commit \(probe.commitIndex) end \(probe.log.logEndOffset)"
+                }
+                return "\(group): " + replicas.joined(separator: ", ")
+            }.joined(separator: "; ")
     }
 
     /// Every acknowledged record is on every replica exactly once at its acknowledged offset; every record read
@@ -347,7 +358,8 @@ final class SimChecks {
         guard let topic = metadata.topic(BrokerWorld.topic), topic.partitionCount == world.options.partitionCount,
             topic.assignment.allSatisfy({ Set($0).count == 3 })
         else {
-            throw InvariantViolation(message: "the topic is not as created: \(String(describing: metadata.topic(BrokerWorld.topic)))")
+            throw InvariantViolation(
+                message: "the topic is not as created: \(String(describing: metadata.topic(BrokerWorld.topic)))")
         }
         guard metadata.nodeIds == world.nodes.map(\.id) else {
             throw InvariantViolation(message: "registered nodes \(metadata.nodeIds)")
@@ -391,7 +403,8 @@ final class SimChecks {
             let wanted = expected.filter { $0.replicas.contains(node.id) }.map(\.group)
             let hosted = node.life?.broker.probeReplicas().map(\.group) ?? []
             guard hosted == wanted.sorted() else {
-                throw InvariantViolation(message: "n\(node.id) hosts \(hosted), the metadata assigns it \(wanted.sorted())")
+                throw InvariantViolation(
+                    message: "n\(node.id) hosts \(hosted), the metadata assigns it \(wanted.sorted())")
             }
             let prefix = "/data/"
             var found = Set<String>()

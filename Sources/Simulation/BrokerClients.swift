@@ -125,7 +125,8 @@ final class SimClients {
         let header = RequestHeader(apiKey: R.apiKey, apiVersion: version, correlationId: correlationId, clientId: "sim")
         let incarnation = node.incarnation
         let world = self.world
-        let answer = life.broker.handle(DecodedRequest(header: header, request: wrap(body)), clientHost: "sim", on: life.loop)
+        let answer = life.broker.handle(
+            DecodedRequest(header: header, request: wrap(body)), clientHost: "sim", on: life.loop)
         answer.assumeIsolated().whenComplete { result in
             guard node.incarnation == incarnation, case .success(let response) = result else { return done(nil) }
             var frame: ByteBuffer
@@ -147,7 +148,8 @@ final class SimClients {
                                 world.fail("n\(node.id) answered a fetch with a slice of \(slice.file.path) it lacks")
                                 return done(nil)
                             }
-                            frame.writeBytes(file.data[slice.position.value..<slice.position.value + slice.length.value])
+                            frame.writeBytes(
+                                file.data[slice.position.value..<slice.position.value + slice.length.value])
                             sent += slice.length.value
                         }
                         guard sent == length else {
@@ -211,19 +213,25 @@ final class SimClients {
     /// True once every producer has an id and, since the healing, one more batch acknowledged per partition,
     /// with nothing pending.
     var allAcknowledged: Bool {
-        scratchSettled && (committer?.acknowledgedSinceHealing ?? 1) > 0 && producers.allSatisfy { producer in
-            producer.producerId != nil
-                && producer.streams.allSatisfy { $0.batch == nil && $0.written > ($0.writtenAtHealing ?? Int.max) }
-        }
+        scratchSettled && (committer?.acknowledgedSinceHealing ?? 1) > 0
+            && producers.allSatisfy { producer in
+                producer.producerId != nil
+                    && producer.streams.allSatisfy { $0.batch == nil && $0.written > ($0.writtenAtHealing ?? Int.max) }
+            }
     }
 
     var pendingDescription: String {
         var parts: [String] = []
         if !topicCreated { parts.append("topic not created") }
         if let committer, committer.acknowledgedSinceHealing == 0 {
-            parts.append("no offset commit acknowledged since healing (coordinator \(committer.coordinator.map { "n\($0)" } ?? "unknown"))")
+            parts.append(
+                "no offset commit acknowledged since healing (coordinator "
+                    + "\(committer.coordinator.map { "n\($0)" } ?? "unknown"))"
+            )
         }
-        if !scratchSettled { parts.append("\(BrokerWorld.scratchTopic) not yet \(scratchWanted ? "created" : "deleted")") }
+        if !scratchSettled {
+            parts.append("\(BrokerWorld.scratchTopic) not yet \(scratchWanted ? "created" : "deleted")")
+        }
         for producer in producers {
             guard producer.producerId != nil else {
                 parts.append("producer \(producer.index) has no id")
@@ -306,7 +314,8 @@ final class SimClients {
             }
         } else {
             world.log("admin: DeleteTopics \(name) to n\(node.id)")
-            send(DeleteTopicsRequest(topicNames: [name], timeoutMs: 3_000), version: 1, to: node, { .deleteTopics($0) }) {
+            send(DeleteTopicsRequest(topicNames: [name], timeoutMs: 3_000), version: 1, to: node, { .deleteTopics($0) })
+            {
                 answer in
                 let code = answer?.responses.first?.errorCode
                 if code == ErrorCode.none || code == .unknownTopicOrPartition {
@@ -361,9 +370,12 @@ final class SimClients {
         guard let producerId = producer.producerId else {
             guard !producer.idInFlight, nowMs >= producer.idRetryAtMs, let node = randomLiveNode() else { return }
             producer.idInFlight = true
-            send(InitProducerIdRequest(transactionalId: nil, transactionTimeoutMs: 60_000), version: 1, to: node, {
-                .initProducerId($0)
-            }) { answer in
+            send(
+                InitProducerIdRequest(transactionalId: nil, transactionTimeoutMs: 60_000), version: 1, to: node,
+                {
+                    .initProducerId($0)
+                }
+            ) { answer in
                 producer.idInFlight = false
                 guard let answer, answer.errorCode == .none, answer.producerId >= 0 else {
                     producer.idRetryAtMs = self.nowMs + 100
@@ -501,7 +513,11 @@ final class SimClients {
             committer.commitInFlight = true
             let request = OffsetCommitRequest(
                 groupId: group, generationId: -1, memberId: "", retentionTimeMs: -1,
-                topics: [.init(name: topic, partitions: [.init(partitionIndex: 0, committedOffset: offset, committedMetadata: nil)])])
+                topics: [
+                    .init(
+                        name: topic,
+                        partitions: [.init(partitionIndex: 0, committedOffset: offset, committedMetadata: nil)])
+                ])
             send(request, version: 3, to: node, { .offsetCommit($0) }) { answer in
                 committer.commitInFlight = false
                 committer.nextAtMs = self.nowMs + Int64(self.world.uniform(50...300))
@@ -516,7 +532,8 @@ final class SimClients {
                     .notLeaderOrFollower?:
                     rediscover()
                 default:
-                    self.world.fail("committer: offset \(offset) answered \(code.map { "\($0)" } ?? "nothing") by n\(id)")
+                    self.world.fail(
+                        "committer: offset \(offset) answered \(code.map { "\($0)" } ?? "nothing") by n\(id)")
                 }
             }
         } else {
@@ -590,7 +607,8 @@ final class SimClients {
                 guard let answer, let found = answer.topics.first?.partitions.first else { return }
                 switch found.errorCode {
                 case .none:
-                    self.world.checks.highWatermarkListed(partition: partition, found.offset, by: node, world: self.world)
+                    self.world.checks.highWatermarkListed(
+                        partition: partition, found.offset, by: node, world: self.world)
                 case .notLeaderOrFollower, .unknownTopicOrPartition, .offsetNotAvailable:
                     self.refreshMetadata(partition)
                 default:
@@ -632,7 +650,10 @@ final class SimClients {
             index += header.totalSize
         }
         guard next <= data.highWatermark || next == position else {
-            world.fail("fetch from n\(node.id) returned offsets up to \(next - 1) past its high watermark \(data.highWatermark)")
+            world.fail(
+                "fetch from n\(node.id) returned offsets up to \(next - 1) past its high watermark "
+                    + "\(data.highWatermark)"
+            )
             return
         }
         reader.position = next

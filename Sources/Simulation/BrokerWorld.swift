@@ -75,7 +75,8 @@ final class SimExecutor: BlockingExecutor, @unchecked Sendable {
         let promise = loop.makePromise(of: Value.self)
         world.sequence += 1
         let delay = world.options.stepMs * Int64(world.uniform(1...max(1, world.rates.fsyncDelayStepsMax)))
-        jobs.append(Job(dueMs: world.nowMs + delay, sequence: world.sequence) { promise.completeWith(Result { try work() }) })
+        jobs.append(
+            Job(dueMs: world.nowMs + delay, sequence: world.sequence) { promise.completeWith(Result { try work() }) })
         return promise.futureResult
     }
 
@@ -103,7 +104,9 @@ final class SimTransport: PeerTransport, @unchecked Sendable {
         self.incarnation = incarnation
     }
 
-    func send(_ frame: PeerFrame, to peer: NodeID) { world.transmit(frame, from: node, incarnation: incarnation, to: peer) }
+    func send(_ frame: PeerFrame, to peer: NodeID) {
+        world.transmit(frame, from: node, incarnation: incarnation, to: peer)
+    }
 
     func isConnected(to peer: NodeID) -> Bool { world.isConnected(from: node, to: Int(peer.value) - 1) }
 }

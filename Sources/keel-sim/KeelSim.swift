@@ -8,7 +8,8 @@ import Simulation
 struct KeelSim: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "keel-sim",
-        abstract: "Runs the deterministic Raft (or, with --brokers, broker) simulation over many seeds, or replays one.")
+        abstract: "Runs the deterministic Raft (or, with --brokers, broker) simulation over many seeds, or replays one."
+    )
 
     @Flag(help: "Simulate whole brokers (controller, partitions, producers, readers) instead of one Raft group.")
     var brokers = false
@@ -95,20 +96,23 @@ struct KeelSim: ParsableCommand {
 
     func reportBrokers(_ results: [BrokerSimulationResult], options: BrokerSimulationOptions, replay: String) {
         let failures = results.filter { $0.failure != nil }
+        func sum(_ value: (BrokerSimulationResult) -> Int) -> Int { results.reduce(0) { $0 + value($1) } }
+        let worldMs = results.reduce(Int64(0)) { $0 + $1.worldMs }
+        let digest = results.reduce(UInt64(0)) { ($0 &* 31) ^ $1.digest }
         print(
-            "broker runs \(results.count), nodes \(options.nodeCount), world ms \(results.reduce(0) { $0 + $1.worldMs }), "
-                + "elections \(results.reduce(0) { $0 + $1.elections }), crashes \(results.reduce(0) { $0 + $1.crashes }), "
-                + "graceful stops \(results.reduce(0) { $0 + $1.stops }), splits \(results.reduce(0) { $0 + $1.partitions }), "
-                + "acknowledged batches \(results.reduce(0) { $0 + $1.acknowledgedBatches }) "
-                + "(records \(results.reduce(0) { $0 + $1.acknowledgedRecords })), "
-                + "records read \(results.reduce(0) { $0 + $1.recordsRead }), frames \(results.reduce(0) { $0 + $1.frames }), "
+            "broker runs \(results.count), nodes \(options.nodeCount), world ms \(worldMs), "
+                + "elections \(sum(\.elections)), crashes \(sum(\.crashes)), graceful stops \(sum(\.stops)), "
+                + "splits \(sum(\.partitions)), acknowledged batches \(sum(\.acknowledgedBatches)) "
+                + "(records \(sum(\.acknowledgedRecords))), records read \(sum(\.recordsRead)), "
+                + "frames \(sum(\.frames)), "
                 + "max ms to acknowledge after healing \(results.map(\.msToAcknowledgeAfterHealing).max() ?? 0), "
-                + "failures \(failures.count), digest "
-                + String(results.reduce(UInt64(0)) { ($0 &* 31) ^ $1.digest }, radix: 16))
+                + "failures \(failures.count), digest \(String(digest, radix: 16))")
         for failure in failures.prefix(10) {
             print("FAILED seed \(failure.seed): \(failure.failure ?? "")")
             print("  replay: \(replay) --seed \(failure.seed) --trace")
-            for line in BrokerSimulation.traceTail(seed: failure.seed, options: options, count: 25) { print("  | \(line)") }
+            for line in BrokerSimulation.traceTail(seed: failure.seed, options: options, count: 25) {
+                print("  | \(line)")
+            }
         }
     }
 }
