@@ -32,6 +32,12 @@ struct KeelSim: ParsableCommand {
     @Option(help: "Ticks of the faulty phase of each run (with --brokers: milliseconds of world time).")
     var steps: Int?
 
+    @Option(help: "With --brokers: the most node crashes per 10,000 steps of 10 ms (each seed draws up to it).")
+    var crashRate: Int?
+
+    @Option(help: "With --brokers: the most network splits per 10,000 steps of 10 ms (each seed draws up to it).")
+    var splitRate: Int?
+
     func validate() throws {
         guard nodes == 3 || nodes == 5 else { throw ValidationError("--nodes must be 3 or 5") }
         guard (steps ?? 0) >= 0, seeds >= 1 else { throw ValidationError("--steps and --seeds must be positive") }
@@ -76,7 +82,11 @@ struct KeelSim: ParsableCommand {
     func runBrokers() throws {
         var options = BrokerSimulationOptions(nodeCount: nodes)
         options.faultMs = Int64(steps ?? Int(options.faultMs))
-        let replay = "keel-sim --brokers --nodes \(nodes) --steps \(options.faultMs)"
+        options.crashPer10kSteps = crashRate ?? options.crashPer10kSteps
+        options.partitionPer10kSteps = splitRate ?? options.partitionPer10kSteps
+        let replay =
+            "keel-sim --brokers --nodes \(nodes) --steps \(options.faultMs) --crash-rate \(options.crashPer10kSteps) "
+            + "--split-rate \(options.partitionPer10kSteps)"
         if let seed {
             let result = BrokerSimulation.run(seed: seed, options: options, trace: trace ? { print($0) } : nil)
             reportBrokers([result], options: options, replay: replay)
