@@ -306,8 +306,8 @@ final class SimChecks {
         }
     }
 
-    /// Every group has one leader that all its replicas follow, and every replica holds the whole log, committed;
-    /// every node is caught up and has applied the same metadata.
+    /// Every group has one leader that all its replicas follow, with its whole log committed and as much committed
+    /// on every replica; every node is caught up and has applied the same metadata.
     func converged(_ world: BrokerWorld) -> Bool {
         let lives = world.nodes.compactMap(\.life)
         guard lives.count == world.nodes.count, lives.allSatisfy({ $0.broker.isCaughtUp }) else { return false }
@@ -321,11 +321,15 @@ final class SimChecks {
             guard found.map({ $0.node.id }) == replicas.sorted(),
                 let leader = found.first(where: { $0.probe.isLeader })?.probe
             else { return false }
-            let end = leader.log.logEndOffset
+            // The leader's whole log is committed, and every follower has committed as much. A follower may still
+            // hold an uncommitted tail of an earlier term that the leader lacks: Raft cuts it at the next append,
+            // and until then nobody reads it.
+            let commit = leader.commitIndex
+            guard commit.value == leader.log.logEndOffset.value - 1 else { return false }
             for (_, probe) in found {
-                guard probe.leader == leader.leader, probe.term == leader.term, probe.log.logEndOffset == end,
-                    probe.commitIndex.value == end.value - 1
-                else { return false }
+                guard probe.leader == leader.leader, probe.term == leader.term, probe.commitIndex == commit else {
+                    return false
+                }
             }
         }
         return true
@@ -430,17 +434,18 @@ final class SimChecks {
         }
     }
 
-    /// Every record of a replica's log: value by offset, and how often each value occurs.
+    /// Every record of a replica's committed log: value by offset, and how often each value occurs.
     func records(of probe: ReplicaProbe, node: BrokerNode) throws(InvariantViolation)
         -> (values: [Int64: String], counts: [String: Int])
     {
         var values: [Int64: String] = [:]
         var counts: [String: Int] = [:]
         var next = probe.log.logStartOffset
-        while next < probe.log.logEndOffset {
+        let end = Offset(probe.commitIndex.value + 1)
+        while next < end {
             let read: VerifiedRead
             do throws(LogError) {
-                read = try probe.log.readVerified(from: next, maxBytes: 1 << 20)
+                read = try probe.log.readVerified(from: next, maxBytes: 1 << 20, upTo: end)
             } catch {
                 throw InvariantViolation(message: "\(probe.group): n\(node.id) cannot read \(next): \(error)")
             }
