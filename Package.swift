@@ -163,7 +163,17 @@ let package = Package(
         // Test support: the seeded, deterministic simulation of layers 1–4.
         .target(
             name: "Simulation",
-            dependencies: ["Raft", "LogStorage", .product(name: "NIOCore", package: "swift-nio")]
+            dependencies: [
+                "Raft",
+                "LogStorage",
+                "Records",
+                "Replication",
+                "KafkaProtocol",
+                "Broker",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
         ),
         .testTarget(
             name: "ReplicationTests",

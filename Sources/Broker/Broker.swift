@@ -206,7 +206,7 @@ public final class Broker: Sendable {
         controllerHandle.withLock { $0 = nil }
         let pending = rpc.withLock { state -> [EventLoopPromise<ControllerResult>] in
             defer { state.pending = [:] }
-            return Array(state.pending.values)
+            return state.pending.keys.sorted().compactMap { state.pending[$0] }
         }
         for promise in pending { promise.succeed(.failure(.notController(controller: nil))) }
         return host.shutdown(on: homeLoop)

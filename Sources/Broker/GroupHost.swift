@@ -150,7 +150,7 @@ final class GroupHost {
         loadNext = nil
         let pending = waiting
         waiting = [:]
-        for entry in pending.values { entry.promise.succeed(entry.refusal) }
+        for token in pending.keys.sorted() { pending[token].map { $0.promise.succeed($0.refusal) } }
     }
 
     /// Fails every waiting request (the replica closes).

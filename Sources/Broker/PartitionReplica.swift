@@ -196,7 +196,7 @@ final class PartitionReplica: HostedReplica {
         }
         let waiters = highWatermarkWaiters
         highWatermarkWaiters.removeAll()
-        for waiting in waiters.values { waiting.succeed(()) }
+        for id in waiters.keys.sorted() { waiters[id]?.succeed(()) }
         groups?.close()
     }
 
@@ -391,7 +391,7 @@ final class PartitionReplica: HostedReplica {
         guard !highWatermarkWaiters.isEmpty else { return }
         let waiters = highWatermarkWaiters
         highWatermarkWaiters.removeAll()
-        for promise in waiters.values { promise.succeed(()) }
+        for id in waiters.keys.sorted() { waiters[id]?.succeed(()) }
     }
 
 
@@ -399,17 +399,22 @@ final class PartitionReplica: HostedReplica {
 
     /// ListOffsets on the leader: -1 = high watermark, -2 = log start, otherwise the first record whose timestamp
     /// is at or after `timestamp` (offset -1 when there is none below the high watermark).
+    ///
+    /// A new leader answers OFFSET_NOT_AVAILABLE (retriable) for the high watermark and for timestamps until its
+    /// high watermark is established (`ReplicaEngine.highWatermarkIsEstablished`), so that the offsets clients are
+    /// told never move back across a change of leader (KIP-207; found by the broker simulation, seed 2).
     func listOffset(timestamp: Int64) -> (errorCode: ErrorCode, timestamp: Int64, offset: Int64) {
         loop.preconditionInEventLoop()
         guard !isClosed, engine.isLeader else { return (.notLeaderOrFollower, -1, -1) }
         let log = engine.log
         let highWatermark = engine.highWatermark
         switch timestamp {
-        case -1: return (.none, -1, highWatermark.value)
         case -2: return (.none, -1, log.logStartOffset.value)
-        case ..<0: return (.invalidRequest, -1, -1)
+        case ..<(-1): return (.invalidRequest, -1, -1)
         default: break
         }
+        guard engine.highWatermarkIsEstablished else { return (.offsetNotAvailable, -1, -1) }
+        if timestamp == -1 { return (.none, -1, highWatermark.value) }
         do throws(LogError) {
             guard let found = try log.offset(forTimestamp: timestamp), found < highWatermark else {
                 return (.none, -1, -1)

@@ -202,6 +202,8 @@ final class ReplicaHost: Sendable {
         var replica: (any HostedReplica)?
         /// The group's voters, this node included.
         var voters: [NodeID] = []
+        /// The incarnation of the group (its topic's uid): messages of any other are dropped.
+        var incarnation: Int64 = 0
         /// The leader and term last reported to `onLeadershipChange`.
         var reported: (leader: NodeID?, term: Term) = (nil, .zero)
         var flushInFlight = false
@@ -226,12 +228,14 @@ final class ReplicaHost: Sendable {
 
         func insert(_ group: GroupID, _ slot: Slot) {
             slots[group] = slot
+            transport.incarnations[group] = slot.incarnation
             let at = order.firstIndex { $0 > group } ?? order.count
             order.insert(group, at: at)
         }
 
         func remove(_ group: GroupID) -> Slot? {
             order.removeAll { $0 == group }
+            transport.incarnations[group] = nil
             return slots.removeValue(forKey: group)
         }
     }
@@ -241,10 +245,14 @@ final class ReplicaHost: Sendable {
     final class ShardTransport: RaftTransport {
         let peers: any PeerTransport
         var coalescer = HeartbeatCoalescer()
+        /// The incarnation of each hosted group, stamped on its messages.
+        var incarnations: [GroupID: Int64] = [:]
 
         init(peers: any PeerTransport) { self.peers = peers }
 
         func send(_ message: ReplicationMessage) {
+            var message = message
+            message.incarnation = incarnations[message.group] ?? 0
             guard let frame = coalescer.route(message) else { return }
             peers.send(frame, to: message.message.to)
         }
@@ -307,9 +315,11 @@ final class ReplicaHost: Sendable {
                 state.timer?.cancel()
                 state.timer = nil
                 let slots = state.slots
+                let order = state.order
                 state.slots = [:]
                 state.order = []
-                let futures = slots.map { self.close($0.value, group: $0.key, on: shard) }
+                // In group order, so that a simulated run replays exactly.
+                let futures = order.compactMap { group in slots[group].map { self.close($0, group: group, on: shard) } }
                 return EventLoopFuture.andAllComplete(futures, on: shard.loop)
             }
         }
@@ -343,9 +353,10 @@ final class ReplicaHost: Sendable {
     /// Opens this node's replica of `group` with `voters` (this node among them): `open` builds it on the
     /// group's loop from the context the host provides. With `campaign`, the new replica starts an election at
     /// once (a group of one voter, or the preferred leader of a new partition) instead of waiting for its
-    /// election timeout.
+    /// election timeout. `incarnation` (the topic's uid) tells this group from an earlier or later topic of the
+    /// same name: its messages carry it, and messages of another incarnation are dropped.
     func addGroup(
-        _ group: GroupID, voters: [NodeID], campaign: Bool,
+        _ group: GroupID, voters: [NodeID], campaign: Bool, incarnation: Int64 = 0,
         open: @escaping @Sendable (ReplicaContext) throws -> any HostedReplica
     ) -> EventLoopFuture<Void> {
         let shard = shard(for: group)
@@ -373,6 +384,7 @@ final class ReplicaHost: Sendable {
             }
             slot.replica = replica
             slot.voters = voters
+            slot.incarnation = incarnation
             state.insert(group, slot)
             if campaign { replica.campaign() }
             self.noticeLeadership(slot, replica, group: group)
@@ -560,6 +572,18 @@ final class ReplicaHost: Sendable {
                 // The group may be created here a moment later (the controller's record not applied yet).
                 if !state.stopped, limiter.allow("unknown \(envelope.group)") {
                     logger.info("dropping messages from node \(peer) for \(envelope.group): no replica here (yet)")
+                }
+                continue
+            }
+            guard envelope.incarnation == slot.incarnation else {
+                // A replica of a deleted topic on one node, one of the topic created again under the same name on
+                // the other: never the same Raft group (votes or entries across them would mix the two logs).
+                if limiter.allow("incarnation \(envelope.group)") {
+                    logger.info(
+                        """
+                        dropping messages from node \(peer) for \(envelope.group): topic incarnation \
+                        \(envelope.incarnation), this replica's is \(slot.incarnation)
+                        """)
                 }
                 continue
             }

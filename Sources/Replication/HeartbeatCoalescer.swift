@@ -12,14 +12,17 @@ public struct HeartbeatItem: Equatable, Sendable {
 
     /// The group.
     public var group: GroupID
+    /// The group's incarnation (`ReplicationMessage.incarnation`).
+    public var incarnation: Int64
     /// The sender's term in that group.
     public var term: Term
     /// Heartbeat or answer.
     public var kind: Kind
 
     /// Builds an item.
-    public init(group: GroupID, term: Term, kind: Kind) {
+    public init(group: GroupID, incarnation: Int64 = 0, term: Term, kind: Kind) {
         self.group = group
+        self.incarnation = incarnation
         self.term = term
         self.kind = kind
     }
@@ -50,7 +53,8 @@ public struct CoalescedHeartbeats: Sendable, Equatable {
             case .response: kind = .heartbeatResponse
             }
             return ReplicationMessage(
-                group: item.group, message: Message(from: from, to: to, term: item.term, kind: kind))
+                group: item.group, incarnation: item.incarnation,
+                message: Message(from: from, to: to, term: item.term, kind: kind))
         }
     }
 }
@@ -81,7 +85,8 @@ public struct HeartbeatCoalescer: Sendable {
         case .heartbeatResponse: kind = .response
         default: return .message(envelope)
         }
-        let item = HeartbeatItem(group: envelope.group, term: message.term, kind: kind)
+        let item = HeartbeatItem(
+            group: envelope.group, incarnation: envelope.incarnation, term: message.term, kind: kind)
         if pending[message.to] == nil {
             pending[message.to] = CoalescedHeartbeats(from: message.from, to: message.to, items: [])
         }

@@ -235,6 +235,19 @@ public final class ReplicaEngine<Token> {
     public var waitingForFlush: Bool { flushInFlight != nil || held != nil || log.needsFlush }
     /// Tokens waiting for a commit.
     public var waitingCount: Int { waiters.count }
+    /// True on a leader whose high watermark covers everything earlier leaders committed: it covers the first
+    /// offset of the leader's own term (its LEADER_CHANGE batch, or its first proposal), or, before the leader has
+    /// appended anything, the whole log. A new leader learns the commit index only from its own term's first
+    /// commit, so until then its high watermark may lag behind what the previous leader already answered (Kafka
+    /// answers ListOffsets OFFSET_NOT_AVAILABLE then: KIP-207).
+    public var highWatermarkIsEstablished: Bool {
+        guard raft.isLeader else { return false }
+        guard let own = reader.cache.epochs.last, own.term == raft.term else {
+            return raft.commitIndex == raft.lastIndex(reader)
+        }
+        return highWatermark >= own.startOffset
+    }
+
     /// On the leader, the offset one past what each other voter is known to hold (its match index + 1); nil on a
     /// follower. Follower lag is the leader's log end minus this.
     public var followerEndOffsets: [NodeID: Offset]? {

@@ -66,8 +66,9 @@ public enum ReplicationCodecError: Error, Equatable, Sendable {
 ///
 /// ```
 /// frame        := u32 length (bytes after it) | u8 kind | body
-/// kind 1       := group | u64 from | u64 to | u64 term | u8 message kind | message body
-/// kind 2       := u64 from | u64 to | u32 count | count x (group | u64 term | u8 beat kind | [i64 commit])
+/// kind 1       := group | i64 incarnation | u64 from | u64 to | u64 term | u8 message kind | message body
+/// kind 2       := u64 from | u64 to | u32 count | count x (group | i64 incarnation | u64 term | u8 beat kind
+///                 | [i64 commit])
 ///                 beat kind 0 = heartbeat (with commit), 1 = heartbeat response (no commit)
 /// kind 3       := u8 rpc kind (1 request, 2 reply) | u64 id | u64 from | u64 to | u32 body length | body
 /// group        := u16 topic length | topic UTF-8 | i32 partition
@@ -107,6 +108,7 @@ public enum ReplicationCodec {
         case .message(let envelope):
             buffer.writeInteger(UInt8(1))
             writeGroup(envelope.group, into: &buffer)
+            buffer.writeInteger(envelope.incarnation)
             let message = envelope.message
             buffer.writeInteger(message.from.value)
             buffer.writeInteger(message.to.value)
@@ -119,6 +121,7 @@ public enum ReplicationCodec {
             buffer.writeInteger(UInt32(beats.items.count))
             for item in beats.items {
                 writeGroup(item.group, into: &buffer)
+                buffer.writeInteger(item.incarnation)
                 buffer.writeInteger(item.term.value)
                 switch item.kind {
                 case .heartbeat(let commit):
@@ -284,28 +287,33 @@ public enum ReplicationCodec {
         switch try read(UInt8.self, &body) {
         case 1:
             let group = try readGroup(&body)
+            let incarnation = try read(Int64.self, &body)
             let from = NodeID(try read(UInt64.self, &body))
             let to = NodeID(try read(UInt64.self, &body))
             let term = try readTerm(&body, "term")
             let kind = try readKind(&body)
             return .message(
-                ReplicationMessage(group: group, message: Message(from: from, to: to, term: term, kind: kind)))
+                ReplicationMessage(
+                    group: group, incarnation: incarnation,
+                    message: Message(from: from, to: to, term: term, kind: kind)))
         case 2:
             let from = NodeID(try read(UInt64.self, &body))
             let to = NodeID(try read(UInt64.self, &body))
             let count = Int(try read(UInt32.self, &body))
-            guard count <= heartbeatsMax, count * 15 <= body.readableBytes else { throw .outOfRange(field: "count") }
+            guard count <= heartbeatsMax, count * 23 <= body.readableBytes else { throw .outOfRange(field: "count") }
             var items: [HeartbeatItem] = []
             items.reserveCapacity(count)
             for _ in 0..<count {
                 let group = try readGroup(&body)
+                let incarnation = try read(Int64.self, &body)
                 let term = try readTerm(&body, "term")
                 switch try read(UInt8.self, &body) {
                 case 0:
                     items.append(
                         HeartbeatItem(
-                            group: group, term: term, kind: .heartbeat(commit: try readIndex(&body, "commit"))))
-                case 1: items.append(HeartbeatItem(group: group, term: term, kind: .response))
+                            group: group, incarnation: incarnation, term: term,
+                            kind: .heartbeat(commit: try readIndex(&body, "commit"))))
+                case 1: items.append(HeartbeatItem(group: group, incarnation: incarnation, term: term, kind: .response))
                 case let other: throw .unknownKind(field: "heartbeat", value: other)
                 }
             }

@@ -105,7 +105,10 @@ public final class SimulatedDisk: FileIO {
 
     public func listDirectory(_ path: String) throws(FileIOError) -> [String] {
         guard directories.contains(path) else { throw FileIOError(operation: .list, path: path, errno: ENOENT) }
-        return children(of: path, in: entries).map { String($0.dropFirst(path.count + 1)) }.sorted()
+        // Files and subdirectories, as readdir lists them (a broker looks for partition directories this way).
+        let prefix = path + "/"
+        let subdirectories = directories.filter { $0.hasPrefix(prefix) && !$0.dropFirst(prefix.count).contains("/") }
+        return Set(children(of: path, in: entries) + subdirectories).map { String($0.dropFirst(prefix.count)) }.sorted()
     }
 
     public func makeDirectory(_ path: String) throws(FileIOError) { directories.insert(path) }

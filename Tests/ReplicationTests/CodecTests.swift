@@ -42,14 +42,16 @@ final class CodecTests: XCTestCase {
         var frames = kinds.map {
             PeerFrame.message(
                 ReplicationMessage(
-                    group: group, message: Message(from: NodeID(1), to: NodeID(2), term: Term(3), kind: $0)))
+                    group: group, incarnation: 42,
+                    message: Message(from: NodeID(1), to: NodeID(2), term: Term(3), kind: $0)))
         }
         frames.append(
             .heartbeats(
                 CoalescedHeartbeats(
                     from: NodeID(2), to: NodeID(3),
                     items: [
-                        HeartbeatItem(group: group, term: Term(4), kind: .heartbeat(commit: LogIndex(17))),
+                        HeartbeatItem(
+                            group: group, incarnation: 42, term: Term(4), kind: .heartbeat(commit: LogIndex(17))),
                         HeartbeatItem(group: GroupID(topic: "é", partition: 0), term: Term(1), kind: .response),
                     ])))
         return frames
