@@ -163,6 +163,7 @@ public enum ReplicationCodec {
         head.writeInteger(UInt32(0))  // the length, set at the end
         head.writeInteger(UInt8(1))
         writeGroup(envelope.group, into: &head)
+        head.writeInteger(envelope.incarnation)
         head.writeInteger(envelope.message.from.value)
         head.writeInteger(envelope.message.to.value)
         head.writeInteger(envelope.message.term.value)

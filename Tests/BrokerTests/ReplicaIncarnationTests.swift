@@ -23,8 +23,10 @@ final class ReplicaIncarnationTests: XCTestCase {
         func receive(_ message: Message<BatchPayload>, now: Milliseconds) { received.append(message) }
         func completeFlush(_ request: FlushRequest, error: FileIOError?) {}
         func campaign() {}
+        func peerUnreachable(_ peer: NodeID) {}
         func transferLeadership(to target: NodeID) throws(TransferError) {}
         func close() {}
+        var followerProgress: (logEnd: Offset, followers: [NodeID: Offset])? { nil }
         func status(voters: [NodeID]) -> ReplicaStatus {
             ReplicaStatus(
                 group: GroupID(topic: "t", partition: 0), isLeader: false, leader: nil, term: term, voters: voters,
