@@ -184,7 +184,7 @@ final class KeelGroupCLITests: XCTestCase {
             (["consume", "t", "--group", "g", "--from", "5"], "must be earliest or latest"),
             (["group", "describe"], "Missing expected argument '<group>'; see `keel group describe --help`"),
             (["group", "describe", "nosuch"], "group 'nosuch' does not exist"),
-            (["group", "delete", "nosuch"], "group 'nosuch' does not exist"),
+            (["group", "delete", "g"], "does not support DeleteGroups"),
             (["group", "list", "--bootstrap", "127.0.0.1:1"], "start one with `keel broker`"),
         ]
         for (arguments, expected) in cases {
