@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The consumer-group harness of `tools/bench groups`. Not a test: it prints what it measured.
 
-    group_bench.py --bootstrap HOSTS [--rounds 10] [--records 600000] [--size 200]
+    group_bench.py --bootstrap HOSTS [--rounds 10] [--records 1000000] [--size 1024]
                    [--session-ms 6000] [--heartbeat-ms 500]
 
 Members are confluent-kafka (librdkafka) consumers, each a process of its own (this script with `member`), that
@@ -14,8 +14,8 @@ log their assignments with the wall clock time (all on this machine). On a topic
   their new assignment. The coordinator can only notice the silence after the session timeout, so this is
   the session timeout plus the rebalance; a replacement then joins for the next round.
 - throughput: RECORDS records of SIZE bytes pre-produced (acks=all) across the 6 partitions, then consumed in
-  full by a group of 1 member and by a group of 3, alternately, ROUNDS_TP times each: records per second from
-  the first record any member received to the last.
+  full by a fresh group of 1 member and of 3, alternately, ROUNDS_TP times each: RECORDS divided by the time
+  from the moment the group was stable (every member assigned; fetching starts then) to the last record.
 
 Prints one line per round and `result ...` lines: medians and worst.
 """
@@ -53,21 +53,20 @@ def member_main(args):
         on_assign=lambda c, tps: event("assigned", p=sorted(tp.partition for tp in tps)),
         on_revoke=lambda c, tps: event("revoked", p=sorted(tp.partition for tp in tps)))
     stop = args.events + ".stop"
-    count, first, last, reported = 0, None, None, time.monotonic()
+    count, last, ends, reported = 0, None, {}, time.monotonic()
     while not os.path.exists(stop):
         messages = consumer.consume(num_messages=10000, timeout=0.2)
         if messages:
-            now = time.time()
-            good = sum(1 for m in messages if not m.error())
-            if good:
-                first = first or now
-                last = now
-                count += good
-        if args.count and time.monotonic() - reported > 0.2:
-            event("progress", count=count, first=first, last=last)
+            for m in messages:
+                if not m.error():
+                    count += 1
+                    ends[m.partition()] = m.offset() + 1
+            last = time.time()
+        if args.count and time.monotonic() - reported > 0.1:
+            event("progress", count=count, last=last, ends=ends)
             reported = time.monotonic()
     if args.count:
-        event("progress", count=count, first=first, last=last)
+        event("progress", count=count, last=last, ends=ends)
     consumer.close()
     event("stopped")
 
@@ -105,7 +104,7 @@ class Member:
 
     def progress(self):
         last = [e for e in self.events() if e["e"] == "progress"]
-        return last[-1] if last else {"count": 0, "first": None, "last": None}
+        return last[-1] if last else {"count": 0, "last": None, "ends": {}}
 
     def stop(self):
         open(self.events_path + ".stop", "w").close()
@@ -221,14 +220,24 @@ class Bench:
             for size in (1, 3):
                 group = f"gbench-tp-{size}-{round}"
                 members = [Member(self, group, topic, count=True) for _ in range(size)]
-                self.wait(f"{size} member(s) to consume everything",
-                          lambda: sum(m.progress()["count"] for m in members) >= args.records, seconds=300)
+                sizes = [PARTITIONS // size] * size
+                stable = self.wait(f"{size} member(s) to share the partitions",
+                                   lambda: self.settled(members, sizes))
+
+                def consumed():
+                    ends = {}
+                    for m in members:
+                        for p, end in m.progress()["ends"].items():
+                            ends[int(p)] = max(ends.get(int(p), 0), end)
+                    return all(ends.get(p, 0) >= args.records // PARTITIONS for p in range(PARTITIONS))
+
+                self.wait(f"{size} member(s) to consume everything", consumed, seconds=300)
                 for m in members:
                     m.stop()
                 progress = [m.progress() for m in members]
-                first = min(p["first"] for p in progress if p["first"])
                 last = max(p["last"] for p in progress if p["last"])
-                rate = sum(p["count"] for p in progress) / (last - first)
+                # From the moment the group was stable (fetching starts with the assignment) to the last record.
+                rate = args.records / (last - stable)
                 rates[size].append(rate)
                 shares = "/".join(str(p["count"]) for p in progress)
                 print(f"throughput round {round}: {size} member(s) {rate:.0f} msg/s "
@@ -252,8 +261,8 @@ def main():
     parser.add_argument("--bootstrap", required=True)
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--rounds-tp", type=int, default=3)
-    parser.add_argument("--records", type=int, default=600000)
-    parser.add_argument("--size", type=int, default=200)
+    parser.add_argument("--records", type=int, default=1000000)
+    parser.add_argument("--size", type=int, default=1024)
     parser.add_argument("--session-ms", type=int, default=6000)
     parser.add_argument("--heartbeat-ms", type=int, default=500)
     parser.add_argument("--only", choices=["rebalance", "throughput"])
