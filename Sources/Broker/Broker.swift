@@ -136,7 +136,12 @@ public final class Broker: Sendable {
         self.host = ReplicaHost(
             nodeID: NodeID(UInt64(config.nodeId)), timings: config.raft, seed: environment.seed, group: group,
             peers: environment.peers, blocking: environment.blocking, io: environment.fileIO,
-            clock: environment.clock, logger: logger, onLeadershipChange: { board.noteLocal($0) },
+            clock: environment.clock, logger: logger,
+            onLeadershipChange: { change in
+                logger.debug(
+                    "leader of \(change.group) now \(change.leader.map { "\($0.value)" } ?? "unknown") in term \(change.term.value)")
+                board.noteLocal(change)
+            },
             onInSyncChange: { board.noteInSync($0, $1) })
         self.homeLoop = host.loop(for: Controller.group)
         self.reconciler = NIOLoopBoundBox.makeBoxSendingValue(Reconciler(), eventLoop: homeLoop)

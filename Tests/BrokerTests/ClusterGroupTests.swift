@@ -71,7 +71,7 @@ final class GroupMember {
 
     /// Asks the member to close its consumer (leaving the group) and waits for it to exit.
     func stop() throws {
-        FileManager.default.createFile(atPath: eventsPath + ".stop", contents: nil)
+        _ = FileManager.default.createFile(atPath: eventsPath + ".stop", contents: nil)
         let result = try child.wait(seconds: 60)
         XCTAssertEqual(result.status, 0, "\(name) failed:\n\(result.output)")
     }
@@ -86,16 +86,6 @@ final class GroupMember {
 }
 
 final class ClusterGroupTests: XCTestCase {
-    func createTopic(_ cluster: LocalCluster, _ name: String, partitions: Int32) throws {
-        let connection = try RawConnection(port: cluster.clientPorts[0], timeoutSeconds: 30)
-        let created = try connection.roundTrip(
-            CreateTopicsRequest(
-                topics: [.init(name: name, numPartitions: partitions, replicationFactor: 3, assignments: [], configs: [])],
-                timeoutMs: 20_000, validateOnly: false),
-            version: 3)
-        XCTAssertEqual(created.topics.first?.errorCode, ErrorCode.none, created.topics.first?.errorMessage ?? "")
-    }
-
     /// Starts interop/group_producer.py; values first..<first+count, value i to partition i % partitions.
     func producer(
         _ cluster: LocalCluster, topic: String, partitions: Int, first: Int = 0, count: Int, ackPath: String,

@@ -137,18 +137,18 @@ final class LocalCluster {
     }
 }
 
-final class ClusterTests: XCTestCase {
-    /// Creates a topic of one partition with three replicas through node 1.
-    func createTopic(_ cluster: LocalCluster, _ name: String, partitions: Int32 = 1) throws {
-        let connection = try RawConnection(port: cluster.clientPorts[0], timeoutSeconds: 30)
-        let created = try connection.roundTrip(
-            CreateTopicsRequest(
-                topics: [.init(name: name, numPartitions: partitions, replicationFactor: 3, assignments: [], configs: [])],
-                timeoutMs: 20_000, validateOnly: false),
-            version: 3)
-        XCTAssertEqual(created.topics.first?.errorCode, ErrorCode.none, created.topics.first?.errorMessage ?? "")
-    }
+/// Creates a topic of `partitions` partitions with three replicas through node 1.
+func createTopic(_ cluster: LocalCluster, _ name: String, partitions: Int32 = 1) throws {
+    let connection = try RawConnection(port: cluster.clientPorts[0], timeoutSeconds: 30)
+    let created = try connection.roundTrip(
+        CreateTopicsRequest(
+            topics: [.init(name: name, numPartitions: partitions, replicationFactor: 3, assignments: [], configs: [])],
+            timeoutMs: 20_000, validateOnly: false),
+        version: 3)
+    XCTAssertEqual(created.topics.first?.errorCode, ErrorCode.none, created.topics.first?.errorMessage ?? "")
+}
 
+final class ClusterTests: XCTestCase {
     func acknowledged(_ path: String) -> [Int] {
         ((try? String(contentsOfFile: path, encoding: .utf8)) ?? "").split(separator: "\n").compactMap { Int($0) }
     }

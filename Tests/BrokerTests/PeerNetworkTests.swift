@@ -499,6 +499,48 @@ final class PeerNetworkTests: XCTestCase {
     }
 
     /// The voters parser takes `id@host:port` lists and refuses bad ones with a one-line message naming the fault.
+    /// A peer that completed the handshake and then went silent (as when a partition drops its packets and TCP
+    /// keeps the connection up) gets keepalives, and its link is closed after the silence limit so that it is
+    /// dialed afresh: frames do not wait for TCP's backed-off retransmissions once the network heals.
+    func testALinkThatGoesSilentIsClosed() async throws {
+        let group = GroupID(topic: "silent", partition: 0)
+        let cluster = try PeerTestCluster(groups: [group])
+        do {
+            try await cluster.start(NodeID(3))
+            final class ByteCount: Sendable { let value = Mutex(0) }
+            let received = ByteCount()
+            final class Counter: ChannelInboundHandler, Sendable {
+                typealias InboundIn = ByteBuffer
+                let received: ByteCount
+                init(_ received: ByteCount) { self.received = received }
+                func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+                    let bytes = unwrapInboundIn(data).readableBytes
+                    received.value.withLock { $0 += bytes }
+                }
+            }
+            let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+                .channelInitializer { channel in
+                    channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(Counter(received)) }
+                }
+                .connect(host: "127.0.0.1", port: cluster.ports[2]).get()
+            var hello = ByteBuffer()
+            PeerHello(nodeID: NodeID(1), clusterID: "test-cluster").encode(into: &hello)
+            try await channel.writeAndFlush(hello).get()
+            var answer = ByteBuffer()
+            PeerHello(nodeID: NodeID(3), clusterID: "test-cluster").encode(into: &answer)
+            // Node 3 answers the hello, then sends keepalives; this end sends nothing more.
+            try await waitUntilAsync("keepalives after the hello", seconds: 10) {
+                received.value.withLock { $0 } > answer.readableBytes
+            }
+            try await withDeadline(seconds: 15, channel.closeFuture) as Void
+            XCTAssertFalse(cluster.nodes[NodeID(3)]?.network.isConnected(to: NodeID(1)) ?? true)
+        } catch {
+            await cluster.stopAll()
+            throw error
+        }
+        await cluster.stopAll()
+    }
+
     func testVotersParser() throws {
         let list = try VoterList.parse("1@127.0.0.1:19092, 2@node-b:19093,3@[::1]:19094")
         XCTAssertEqual(list.nodeIDs, [NodeID(1), NodeID(2), NodeID(3)])

@@ -56,6 +56,13 @@ public struct PeerNetworkConfig: Sendable {
     public var handshakeTimeoutMsMax: Int64
     /// Time a dial may take, in milliseconds.
     public var connectTimeoutMsMax: Int64
+    /// How often each side of a link sends a keepalive (an empty heartbeat frame), in milliseconds.
+    public var keepaliveIntervalMs: Int64
+    /// A link on which nothing arrived for this long is closed and dialed again, in milliseconds: when packets
+    /// are dropped (a partition, a dead host) TCP keeps the connection up and backs its retransmissions off, so
+    /// that after the network heals frames could wait many seconds for the next retransmission; a new
+    /// connection gets through at once.
+    public var linkSilenceMsMax: Int64
 
     /// The longest cluster id, in bytes of UTF-8.
     public static let clusterIDBytesMax = 255
@@ -65,7 +72,8 @@ public struct PeerNetworkConfig: Sendable {
         nodeID: NodeID, clusterID: String, voters: VoterList, listen: PeerAddress,
         frameBytesMax: Int = 16 << 20, peerQueueBytesMax: Int = 64 << 20,
         reconnectBackoffMsMin: Int64 = 50, reconnectBackoffMsMax: Int64 = 2000,
-        handshakeTimeoutMsMax: Int64 = 5000, connectTimeoutMsMax: Int64 = 2000
+        handshakeTimeoutMsMax: Int64 = 5000, connectTimeoutMsMax: Int64 = 2000,
+        keepaliveIntervalMs: Int64 = 250, linkSilenceMsMax: Int64 = 2000
     ) {
         self.nodeID = nodeID
         self.clusterID = clusterID
@@ -77,6 +85,8 @@ public struct PeerNetworkConfig: Sendable {
         self.reconnectBackoffMsMax = reconnectBackoffMsMax
         self.handshakeTimeoutMsMax = handshakeTimeoutMsMax
         self.connectTimeoutMsMax = connectTimeoutMsMax
+        self.keepaliveIntervalMs = keepaliveIntervalMs
+        self.linkSilenceMsMax = linkSilenceMsMax
     }
 
     /// Checks the configuration at start-up.
@@ -93,6 +103,9 @@ public struct PeerNetworkConfig: Sendable {
             throw .invalid("reconnect backoff must satisfy 0 < min <= max")
         }
         guard handshakeTimeoutMsMax > 0, connectTimeoutMsMax > 0 else { throw .invalid("timeouts must be positive") }
+        guard keepaliveIntervalMs > 0, linkSilenceMsMax > 2 * keepaliveIntervalMs else {
+            throw .invalid("the link silence limit must be over twice the keepalive interval")
+        }
     }
 }
 
@@ -176,6 +189,8 @@ public enum PeerProtocolError: Error, Equatable, Sendable, CustomStringConvertib
     case misaddressed(from: NodeID, to: NodeID)
     /// No hello in time.
     case handshakeTimeout
+    /// Nothing arrived on an established link for this many milliseconds.
+    case silent(Int64)
 
     /// One line.
     public var description: String {
@@ -187,6 +202,7 @@ public enum PeerProtocolError: Error, Equatable, Sendable, CustomStringConvertib
         case .badFrame(let error): return "bad frame: \(error)"
         case .misaddressed(let from, let to): return "frame from node \(from) to node \(to) on the wrong link"
         case .handshakeTimeout: return "no hello in time"
+        case .silent(let ms): return "nothing arrived for \(ms) ms; dialing again"
         }
     }
 }
@@ -454,12 +470,17 @@ public final class PeerNetwork: Sendable {
     func report(_ error: any Error, remote: SocketAddress?) {
         let host = remote?.ipAddress ?? "?"
         guard limiter.allow("\(host) \(error)") else { return }
-        if error is IOError {
+        if error is IOError || isSilence(error) {
             // The socket failed (the peer died or the network dropped the connection): an event, not misbehaviour.
             logger.info("cluster connection from \(remote.map { "\($0)" } ?? "?") closed: \(error)")
         } else {
             logger.warning("cluster connection from \(remote.map { "\($0)" } ?? "?") closed: \(error)")
         }
+    }
+
+    private func isSilence(_ error: any Error) -> Bool {
+        if case .silent = error as? PeerProtocolError { return true }
+        return false
     }
 
     /// A dialed peer closed the connection before answering the hello: it refused this node (its log says why).
@@ -570,6 +591,10 @@ final class PeerConnectionHandler: ChannelInboundHandler {
     let role: PeerNetwork.Role
     var state = State.awaitingHello
     var timeout: Scheduled<Void>?
+    /// Sends keepalives and closes the link when the peer has gone silent (established links only).
+    var liveness: RepeatedTask?
+    /// When the last frame arrived.
+    var lastReadAt = NIODeadline.now()
     /// Frames of the current socket read, delivered at its end.
     var received: [PeerFrame] = []
 
@@ -609,8 +634,10 @@ final class PeerConnectionHandler: ChannelInboundHandler {
                 }
                 state = .established(link)
                 network.established(link, channel: context.channel)
+                startLiveness(context: context, peer: link.peer)
             }
         case (.established(let link), .frame(let frame)):
+            lastReadAt = .now()
             let (from, to): (NodeID, NodeID)
             switch frame {
             case .message(let envelope): (from, to) = (envelope.message.from, envelope.message.to)
@@ -621,6 +648,8 @@ final class PeerConnectionHandler: ChannelInboundHandler {
                 fail(PeerProtocolError.misaddressed(from: from, to: to), context: context)
                 return
             }
+            // A keepalive (no heartbeat in it) only proves the link works.
+            if case .heartbeats(let beats) = frame, beats.items.isEmpty { return }
             received.append(frame)
         case (.closed, _):
             break
@@ -646,8 +675,32 @@ final class PeerConnectionHandler: ChannelInboundHandler {
         fail(error, context: context)
     }
 
+    /// Every keepalive interval: sends an empty heartbeat frame, and closes the link if nothing arrived for the
+    /// silence limit (the peer sends its keepalives as often, so a working link is never that quiet).
+    func startLiveness(context: ChannelHandlerContext, peer: NodeID) {
+        let config = network.config
+        var keepalive = context.channel.allocator.buffer(capacity: 32)
+        ReplicationCodec.encode(
+            .heartbeats(CoalescedHeartbeats(from: config.nodeID, to: peer, items: [])), into: &keepalive)
+        let frame = keepalive
+        let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+        let interval = TimeAmount.milliseconds(config.keepaliveIntervalMs)
+        lastReadAt = .now()
+        liveness = context.eventLoop.scheduleRepeatedTask(initialDelay: interval, delay: interval) { _ in
+            let (handler, context) = bound.value
+            guard case .established = handler.state else { return }
+            let silentMs = (NIODeadline.now() - handler.lastReadAt).nanoseconds / 1_000_000
+            if silentMs >= config.linkSilenceMsMax {
+                handler.fail(PeerProtocolError.silent(silentMs), context: context)
+                return
+            }
+            context.writeAndFlush(handler.wrapOutboundOut(frame), promise: nil)
+        }
+    }
+
     func channelInactive(context: ChannelHandlerContext) {
         timeout?.cancel()
+        liveness?.cancel()
         if case .established(let link) = state { network.lost(link, channel: context.channel) }
         if case .awaitingHello = state, case .dialer(let link) = role { network.refusedByPeer(link) }
         state = .closed
@@ -657,6 +710,7 @@ final class PeerConnectionHandler: ChannelInboundHandler {
     /// Logs one line and closes the connection.
     func fail(_ error: any Error, context: ChannelHandlerContext) {
         if case .closed = state { return }
+        liveness?.cancel()
         // Frames that arrived before the garbage are good: Raft may use them.
         deliverReceived()
         if case .established(let link) = state { network.lost(link, channel: context.channel) }

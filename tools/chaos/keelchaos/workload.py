@@ -66,7 +66,7 @@ def set_client_log(path: str | None) -> None:
         handler = logging.FileHandler(path)
         handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
         logger.addHandler(handler)
-        logger.setLevel(logging.INFO)
+        logger.setLevel(logging.DEBUG)  # librdkafka logs its `debug` contexts at level 7 (DEBUG)
         _client_logger = logger
     else:
         _client_logger = None
