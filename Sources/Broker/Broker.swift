@@ -138,8 +138,8 @@ public final class Broker: Sendable {
             peers: environment.peers, blocking: environment.blocking, io: environment.fileIO,
             clock: environment.clock, logger: logger,
             onLeadershipChange: { change in
-                logger.debug(
-                    "leader of \(change.group) now \(change.leader.map { "\($0.value)" } ?? "unknown") in term \(change.term.value)")
+                let leader = change.leader.map { "\($0.value)" } ?? "unknown"
+                logger.debug("leader of \(change.group) now \(leader) in term \(change.term.value)")
                 board.noteLocal(change)
             },
             onInSyncChange: { board.noteInSync($0, $1) })

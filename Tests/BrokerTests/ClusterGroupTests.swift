@@ -65,7 +65,9 @@ final class GroupMember {
             guard event["e"] as? String == "commit", let t = event["t"] as? Double,
                 let offsets = event["p"] as? [String: Int]
             else { return nil }
-            return (t, Dictionary(uniqueKeysWithValues: offsets.compactMap { key, value in Int(key).map { ($0, value) } }))
+            return (
+                t, Dictionary(uniqueKeysWithValues: offsets.compactMap { key, value in Int(key).map { ($0, value) } })
+            )
         }
     }
 
@@ -135,7 +137,9 @@ final class ClusterGroupTests: XCTestCase {
         try waitUntil("every acknowledged record to be processed", seconds: seconds) {
             seen = [:]
             for member in members {
-                for record in member.records { seen[record.value, default: []].insert([record.partition, record.offset]) }
+                for record in member.records {
+                    seen[record.value, default: []].insert([record.partition, record.offset])
+                }
             }
             return acked.keys.allSatisfy { seen[$0] != nil }
         }
@@ -332,7 +336,8 @@ final class ClusterGroupTests: XCTestCase {
             try producer(
                 cluster, topic: "history", partitions: 3, first: 300, count: 300, ackPath: newPath,
                 extra: ["--timestamp-ms", String(now - 3_600_000)]), cluster)
-        let reader = try GroupMember("kafka-python", name: "reader", cluster: cluster, topic: "history", group: "replay")
+        let reader = try GroupMember(
+            "kafka-python", name: "reader", cluster: cluster, topic: "history", group: "replay")
         defer { reader.kill() }
         try checkEverythingProcessed([reader], ackPath: oldPath)
         try checkEverythingProcessed([reader], ackPath: newPath)
@@ -362,7 +367,8 @@ final class ClusterGroupTests: XCTestCase {
         XCTAssertEqual(reset.status, 0, reset.output)
         XCTAssertEqual(try lags(), [0: 100, 1: 100, 2: 100], "the lag is what is to be replayed")
 
-        let replayer = try GroupMember("aiokafka", name: "replayer", cluster: cluster, topic: "history", group: "replay")
+        let replayer = try GroupMember(
+            "aiokafka", name: "replayer", cluster: cluster, topic: "history", group: "replay")
         defer { replayer.kill() }
         try checkEverythingProcessed([replayer], ackPath: newPath)
         try waitCommittedToEnd([replayer], ackPath: newPath)
