@@ -62,8 +62,11 @@ class MockCluster(unittest.TestCase):
         members = {e["process"] for e in assigns if e["partitions"]}
         self.assertGreaterEqual(len(members), 2)
         commits = [e for e in self.events if e["f"] == "commit"]
-        # A commit may fail during a rebalance (REBALANCE_IN_PROGRESS); most succeed.
-        self.assertGreater(sum(c["type"] == "ok" for c in commits), len(commits) / 2, commits[:3])
+        # A commit may fail during a rebalance (how many depends on the timing of the joins); others succeed.
+        self.assertGreater(sum(c["type"] == "ok" for c in commits), 0, commits[:3])
+        rebalancing = {"REBALANCE_IN_PROGRESS", "ILLEGAL_GENERATION", "UNKNOWN_MEMBER_ID"}
+        failed = [c for c in commits if c["type"] != "ok"]
+        self.assertEqual([c for c in failed if c.get("error") not in rebalancing], [], failed[:3])
 
     def test_every_send_has_one_completion(self):
         invokes = {e["value"] for e in self.events if e["f"] == "send" and e["type"] == "invoke"}
