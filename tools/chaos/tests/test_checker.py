@@ -261,6 +261,23 @@ class DuplicateCauses(unittest.TestCase):
         self.assertIn("duplicates, same-epoch: 1", checker.report(a))
 
 
+    def test_a_tolerated_cause_is_counted_but_does_not_fail_the_run(self):
+        s = Synth()
+        for v, offsets in (("a", (0, 1)), ("b", (2, 3))):
+            s.send("p1", v, 0, offsets[1])
+        s.final(0, [(0, "a"), (1, "a"), (2, "b"), (3, "b")])
+        a = analyze(s.events)
+        checker.annotate_duplicates(a, lambda p, o: {0: (7, 1, 0), 1: (7, 2, 0), 2: (7, 2, 1), 3: (7, 3, 0)}[o])
+        self.assertFalse(a.valid)
+        a.tolerated = {"epoch-bump"}
+        self.assertTrue(a.valid)
+        self.assertEqual(a.counts()["duplicate"], 2, "still counted")
+        self.assertIn("VALID, tolerating duplicates of cause epoch-bump", checker.report(a))
+        # A copy the broker took twice under one epoch is never tolerated.
+        a.anomalies["duplicate"][0]["cause"] = "same-epoch"
+        self.assertFalse(a.valid)
+
+
 class Problems(unittest.TestCase):
     def test_send_without_completion_is_a_problem(self):
         s = Synth()
