@@ -71,6 +71,13 @@ final class GroupMember {
         }
     }
 
+    /// The highest offset this member committed per partition.
+    var lastCommitted: [Int: Int] {
+        commits.reduce(into: [:]) { result, commit in
+            for (p, o) in commit.offsets { result[p] = max(result[p] ?? 0, o) }
+        }
+    }
+
     /// Asks the member to close its consumer (leaving the group) and waits for it to exit.
     func stop() throws {
         _ = FileManager.default.createFile(atPath: eventsPath + ".stop", contents: nil)
@@ -154,13 +161,27 @@ final class ClusterGroupTests: XCTestCase {
         var ends: [Int: Int] = [:]
         for (_, at) in acknowledged(ackPath) { ends[at.partition] = max(ends[at.partition] ?? 0, at.offset + 1) }
         try waitUntil("commits to reach the log end of every partition", seconds: seconds) {
-            var committed: [Int: Int] = [:]
-            for member in members {
-                for commit in member.commits {
-                    for (p, o) in commit.offsets { committed[p] = max(committed[p] ?? 0, o) }
-                }
+            let committed = members.map(\.lastCommitted).reduce(into: [Int: Int]()) {
+                $0.merge($1, uniquingKeysWith: max)
             }
             return ends.allSatisfy { committed[$0.key] == $0.value }
+        }
+    }
+
+    /// Checks that each of `partitions`, once `diedAt` passed, was taken up by one of `survivors` at or after
+    /// what the dead member had last committed (`committed`): no reprocessing from before a commit.
+    func checkTakenUp(
+        _ partitions: Set<Int>, committed: [Int: Int], after diedAt: Double, by survivors: [GroupMember],
+        context: @autoclosure () -> String = ""
+    ) {
+        for partition in partitions {
+            let resumed = survivors.compactMap { member in
+                member.records.first { $0.partition == partition && $0.time > diedAt }?.offset
+            }.min()
+            XCTAssertNotNil(resumed, "nobody took up partition \(partition)")
+            XCTAssertGreaterThanOrEqual(
+                resumed ?? -1, committed[partition] ?? 0,
+                "partition \(partition) was reprocessed from before its last commit\(context())")
         }
     }
 
@@ -196,14 +217,7 @@ final class ClusterGroupTests: XCTestCase {
         try waitCommittedToEnd(survivors, ackPath: ackPath)
         // The orphaned partitions were taken up where the dead member had committed.
         let diedAt = victim.events.last?["t"] as? Double ?? 0
-        for partition in orphaned {
-            let committed = victim.commits.compactMap { $0.offsets[partition] }.max() ?? 0
-            let resumed = survivors.compactMap { member in
-                member.records.first { $0.partition == partition && $0.time > diedAt }?.offset
-            }.min()
-            XCTAssertNotNil(resumed, "nobody took up partition \(partition)")
-            XCTAssertGreaterThanOrEqual(resumed ?? -1, committed, "partition \(partition) went back before its commit")
-        }
+        checkTakenUp(orphaned, committed: victim.lastCommitted, after: diedAt, by: survivors)
         for member in survivors { try member.stop() }
     }
 
@@ -267,20 +281,12 @@ final class ClusterGroupTests: XCTestCase {
         let victim = members[0]
         let orphaned = victim.assignment
         victim.kill()
-        let committed = victim.commits.reduce(into: [Int: Int]()) { result, commit in
-            for (p, o) in commit.offsets { result[p] = max(result[p] ?? 0, o) }
-        }
+        let committed = victim.lastCommitted
         let diedAt = Date().timeIntervalSince1970
         try waitForAssignments([members[1]], cover: 6, sizes: [6], seconds: 6 + 10)
         try finish(producing, cluster)
         try checkEverythingProcessed(members, ackPath: ackPath)
-        for partition in orphaned {
-            let resumed = members[1].records.first { $0.partition == partition && $0.time > diedAt }?.offset
-            XCTAssertNotNil(resumed, "partition \(partition) was not taken up")
-            XCTAssertGreaterThanOrEqual(
-                resumed ?? -1, committed[partition] ?? 0,
-                "partition \(partition) was reprocessed from before its last commit\n\(cluster.logs())")
-        }
+        checkTakenUp(orphaned, committed: committed, after: diedAt, by: [members[1]], context: "\n\(cluster.logs())")
         try waitCommittedToEnd([members[1]], ackPath: ackPath)
         try members[1].stop()
     }

@@ -10,17 +10,12 @@ cluster_producer.py BOOTSTRAP TOPIC COUNT ACKFILE [PACE_MS]
 import sys
 import time
 
-from confluent_kafka import Producer
+from resilient_producer import make_producer
 
 bootstrap, topic, count, ack_path = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
 pace_ms = int(sys.argv[5]) if len(sys.argv) > 5 else 0
 deadline = time.monotonic() + 150
-producer = Producer({
-    "bootstrap.servers": bootstrap, "acks": "all", "enable.idempotence": True, "linger.ms": 2,
-    "message.timeout.ms": 120000, "request.timeout.ms": 3000, "socket.timeout.ms": 3000,
-    "retry.backoff.ms": 50, "retry.backoff.max.ms": 200, "reconnect.backoff.ms": 20,
-    "reconnect.backoff.max.ms": 200, "topic.metadata.refresh.interval.ms": 1000,
-})
+producer = make_producer(bootstrap)
 acks = open(ack_path, "a", buffering=1)
 failed = open(ack_path + ".failed", "a", buffering=1)
 errors = []

@@ -13,7 +13,7 @@ import argparse
 import sys
 import time
 
-from confluent_kafka import Producer
+from resilient_producer import make_producer
 
 parser = argparse.ArgumentParser()
 for name in ["bootstrap", "topic"]:
@@ -26,12 +26,7 @@ parser.add_argument("--timestamp-ms", type=int, default=0)
 args = parser.parse_args()
 
 deadline = time.monotonic() + 240
-producer = Producer({
-    "bootstrap.servers": args.bootstrap, "acks": "all", "enable.idempotence": True, "linger.ms": 2,
-    "message.timeout.ms": 120000, "request.timeout.ms": 3000, "socket.timeout.ms": 3000,
-    "retry.backoff.ms": 50, "retry.backoff.max.ms": 200, "reconnect.backoff.ms": 20,
-    "reconnect.backoff.max.ms": 200, "topic.metadata.refresh.interval.ms": 1000,
-})
+producer = make_producer(args.bootstrap)
 acks = open(args.ackfile, "a", buffering=1)
 errors = []
 acknowledged = 0
